@@ -1,0 +1,60 @@
+"""Request dependencies: settings, database, tenant header, bearer token, operator."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from ticketing.db import Database
+from ticketing.kit.errors import NotFound, Unauthorized
+from ticketing.settings import Settings
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
+    """The tenant named by `X-Tenant-ID` (absent means `default`)."""
+    slug = (x_tenant_id or "default").strip()
+    if not SLUG.match(slug):
+        raise NotFound("Tenant not found", code="tenant_not_found")
+    return slug
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, if any."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def require_operator(
+    token: Annotated[str | None, Depends(bearer_token)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> None:
+    """Only the operator token passes."""
+    expected = settings.admin_token
+    if not token:
+        raise Unauthorized("Missing bearer token")
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("Invalid operator token")
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TenantDep = Annotated[str, Depends(tenant_slug)]
+TokenDep = Annotated[str | None, Depends(bearer_token)]
+Operator = Depends(require_operator)

@@ -1,0 +1,74 @@
+"""The `ticketing` command: serve, migrate, load demo data."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from ticketing.kit.errors import TicketingError
+
+EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 422: 2}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ticketing-metrics-")
+    uvicorn.run("ticketing.api.app:create_app_from_env", factory=True, host=args.host,
+                port=args.port, workers=args.workers, access_log=False, log_level="warning",
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from ticketing.migrate import upgrade
+    from ticketing.settings import Settings
+
+    upgrade(Settings().database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    from ticketing.db import Database
+    from ticketing.settings import Settings
+    from ticketing.tenant.demo import load_demo
+
+    db = Database(Settings().database_url, pool_size=1)
+    with db.transaction() as session:
+        created = load_demo(session)
+    db.dispose()
+    print("demo data: " + (", ".join(created) if created else "already loaded, nothing changed"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketing", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+    db = sub.add_parser("db", help="database schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
+    sub.add_parser("demo", help="load the demo data (idempotent)").set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ticketing` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TicketingError as exc:
+        print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+        return EXIT_CODES.get(exc.status_code, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

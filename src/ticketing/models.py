@@ -1,0 +1,318 @@
+"""The schema, in one place. Exactly-once is enforced here, by constraints.
+
+- `payment_transactions`: UNIQUE (tenant, gateway, gateway transaction id): a gateway
+  transaction is applied at most once, whatever the code above does; and a partial
+  unique index allows one applied successful payment per order.
+- `tickets`: UNIQUE (order item, unit index): each unit bought has one ticket slot.
+- `products`: CHECKs keep stock, reservations and sales from going negative.
+
+Every tenant-owned table carries `tenant_id` and its indexes lead with it, so the
+schema can be sharded by tenant (for example a Citus distribution column).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# 64-bit keys on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes; always hands back aware UTC (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant_id", "token_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class GatewayConfig(Base):
+    """A tenant's settings for one gateway; `secrets` never leave the service."""
+
+    __tablename__ = "gateway_configs"
+    __table_args__ = (UniqueConstraint("tenant_id", "gateway"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    gateway: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secrets: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]
+
+
+class Product(Base):
+    """A product; `stock` is on hand, `reserved` is held by pending orders."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "product_id"),
+        CheckConstraint("reserved >= 0", name="ck_products_reserved"),
+        CheckConstraint("stock >= reserved", name="ck_products_stock"),
+        CheckConstraint("sold >= 0", name="ck_products_sold"),
+        CheckConstraint("price >= 0", name="ck_products_price"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    stock_loaded: Mapped[int] = mapped_column(BigInteger)
+    stock: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    sold: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime]
+
+
+class ProductEntitlement(Base):
+    __tablename__ = "product_entitlements"
+    __table_args__ = (UniqueConstraint("product_pk", "code"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    product_pk: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    uses: Mapped[int] = mapped_column(Integer)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "out_trade_no"),
+        UniqueConstraint("tenant_id", "user_id", "idempotency_key"),
+        Index("ix_orders_tenant_user", "tenant_id", "user_id", "id"),
+        Index(
+            "ix_orders_pending_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_orders_needs_refund",
+            "tenant_id",
+            postgresql_where=text("needs_refund"),
+            sqlite_where=text("needs_refund"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    out_trade_no: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    payment_status: Mapped[int] = mapped_column(Integer)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str | None] = mapped_column(String(16))
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None]
+    needs_refund: Mapped[bool] = mapped_column(Boolean, default=False)
+    refund_reason: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="ck_order_items_quantity"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    product_pk: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    product_name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderEvent(Base):
+    """Every payment-status transition asked for, allowed or refused."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order", "tenant_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    from_state: Mapped[int] = mapped_column(Integer)
+    to_state: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("order_item_id", "unit_index"),
+        Index("ix_tickets_tenant_user", "tenant_id", "user_id", "id"),
+        Index("ix_tickets_order", "tenant_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    order_item_id: Mapped[int] = mapped_column(ForeignKey("order_items.id"))
+    unit_index: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    ticket_code: Mapped[str] = mapped_column(String(32), unique=True)
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    product_name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime]
+    voided_at: Mapped[datetime | None]
+
+
+class TicketEntitlement(Base):
+    __tablename__ = "ticket_entitlements"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "code"),
+        CheckConstraint("uses_left >= 0 AND uses_left <= uses_total", name="ck_te_uses"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    uses_total: Mapped[int] = mapped_column(Integer)
+    uses_left: Mapped[int] = mapped_column(Integer)
+
+
+class PaymentTransaction(Base):
+    """A gateway transaction as first applied; its answer is replayed to duplicates."""
+
+    __tablename__ = "payment_transactions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "gateway", "gateway_txn_id"),
+        Index(
+            "uq_payment_one_success_per_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text("applied"),
+            sqlite_where=text("applied"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    gateway: Mapped[str] = mapped_column(String(16))
+    gateway_txn_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    # True for the one successful payment that paid the order (see the partial index).
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "out_refund_no"),
+        Index("ix_refunds_order", "tenant_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    payment_transaction_id: Mapped[int] = mapped_column(ForeignKey("payment_transactions.id"))
+    gateway: Mapped[str] = mapped_column(String(16))
+    out_refund_no: Mapped[str] = mapped_column(String(64))
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """Every payment notification received, with what became of it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_tenant", "tenant_id", "id"),
+        Index("ix_notifications_tenant_outcome", "tenant_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    gateway: Mapped[str] = mapped_column(String(16))
+    event_type: Mapped[str] = mapped_column(String(48))
+    gateway_txn_id: Mapped[str | None] = mapped_column(String(64))
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    trade_status: Mapped[str | None] = mapped_column(String(32))
+    verification: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]

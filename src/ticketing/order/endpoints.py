@@ -1,0 +1,65 @@
+"""HTTP entry points for customers' orders."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path
+
+from ticketing.api.deps import DbDep, Operator, SettingsDep, TenantDep, TokenDep
+from ticketing.order import service
+from ticketing.order.schemas import OrderDetailOut, OrderIn, OrderOut, PayIn
+from ticketing.payment import flows
+from ticketing.tenant.service import authenticate, get_tenant
+
+router = APIRouter(tags=["orders"])
+OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+@router.post("/orders", response_model=OrderOut)
+def create_order(
+    body: OrderIn, db: DbDep, settings: SettingsDep, tenant: TenantDep, token: TokenDep,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> dict[str, Any]:
+    """Place an order and hold its stock until it is paid or expires."""
+    with db.transaction() as session:
+        caller = authenticate(session, tenant, token, "customer")
+        order, items = service.create_order(
+            session, caller, [i.model_dump() for i in body.items],
+            ttl_seconds=settings.order_ttl_seconds, idempotency_key=idempotency_key,
+        )
+        return service.order_view(order, items)
+
+
+@router.get("/orders/{order_id}", response_model=OrderDetailOut)
+def get_order(order_id: OrderId, db: DbDep, tenant: TenantDep, token: TokenDep) -> dict[str, Any]:
+    """The caller's order, with its tickets."""
+    with db.transaction(readonly=True) as session:
+        caller = authenticate(session, tenant, token, None)
+        return service.get_order(session, caller.tenant_id, order_id, owner_id=caller.user.id)
+
+
+@router.post("/orders/{order_id}/pay")
+def pay_order(order_id: OrderId, body: PayIn, db: DbDep, settings: SettingsDep,
+              tenant: TenantDep, token: TokenDep) -> dict[str, Any]:
+    """Start a payment through a gateway (payment_status becomes 1)."""
+    return flows.start_payment(db, settings, tenant, token, order_id, body.gateway,
+                               {"openid": body.payer_openid})
+
+
+admin = APIRouter(prefix="/admin/tenants", tags=["operator"], dependencies=[Operator])
+
+
+@admin.get("/{slug}/orders/{order_id}", response_model=OrderDetailOut)
+def admin_get_order(slug: Slug, order_id: OrderId, db: DbDep) -> dict[str, Any]:
+    """Any order of the tenant, with its tickets."""
+    with db.transaction(readonly=True) as session:
+        tenant = get_tenant(session, slug)
+        return service.get_order(session, tenant.id, order_id)
+
+
+@admin.post("/{slug}/orders/{order_id}/refund")
+def admin_refund(slug: Slug, order_id: OrderId, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+    """Refund the order's payment through its gateway (the mock refunds at once)."""
+    return flows.refund_order(db, settings, slug, order_id)

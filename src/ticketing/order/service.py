@@ -1,0 +1,249 @@
+"""Placing orders, showing them, expiring them, and every payment-state change.
+
+`update_order_payment_status` is the single door through which any gateway, the
+expiry job and the operator change an order's payment state. It applies the state
+machine table and the stock and ticket side effects in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ticketing.kit.clock import rfc3339, utcnow
+from ticketing.kit.errors import Conflict, Invalid, NotFound
+from ticketing.kit.metrics import ORDERS_CREATED, TICKETS_ISSUED
+from ticketing.models import Order, OrderItem
+from ticketing.order.repository import OrderRepository, pending_orders_due
+from ticketing.order.state import PENDING_STATES, PayState, is_allowed, order_status
+from ticketing.tenant.repository import TenantData
+from ticketing.tenant.service import Caller
+from ticketing.ticket import service as tickets
+
+log = structlog.get_logger(component="order")
+
+
+class StockGone(Conflict):
+    """A closed order's stock was sold meanwhile; its late payment cannot be honoured."""
+
+    code = "stock_gone"
+
+
+@dataclass
+class Transition:
+    """What `update_order_payment_status` did."""
+
+    accepted: bool
+    order: Order | None
+    from_state: PayState | None
+    reason: str = ""
+    tickets_issued: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _out_trade_no() -> str:
+    # 32 chars max for WeChat Pay; time prefix keeps them roughly ordered for people.
+    return utcnow().strftime("%Y%m%d%H%M%S") + secrets.token_hex(8).upper()
+
+
+def _request_hash(items: list[dict[str, int]]) -> str:
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
+
+
+def create_order(
+    session: Session,
+    caller: Caller,
+    items: list[dict[str, int]],
+    *,
+    ttl_seconds: int,
+    idempotency_key: str | None = None,
+) -> tuple[Order, list[OrderItem]]:
+    """Place an order and hold its stock; the same Idempotency-Key returns the same order."""
+    repo = OrderRepository(session, caller.tenant_id)
+    request_hash = _request_hash(items)
+    if idempotency_key:
+        existing = repo.by_idempotency_key(caller.user.id, idempotency_key)
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise Conflict("Idempotency-Key was used with another request",
+                               code="idempotency_key_reused")
+            return existing, repo.items(existing.id)
+    merged: dict[int, int] = {}
+    for item in items:
+        merged[item["product_id"]] = merged.get(item["product_id"], 0) + item["quantity"]
+    products = {p.product_id: p for p in TenantData(session, caller.tenant_id).products(list(merged))}
+    for product_id in merged:
+        if product_id not in products:
+            raise NotFound(f"Product {product_id} not found", code="product_not_found")
+    for product_id, qty in merged.items():
+        if not repo.reserve(products[product_id].id, qty):
+            raise Conflict(f"Not enough stock for product {product_id}",
+                           code="insufficient_stock")
+    now = utcnow()
+    total = sum(products[pid].price * qty for pid, qty in merged.items())
+    if total > 10**12:
+        raise Invalid("Order total too large", code="amount_too_large")
+    order = Order(
+        tenant_id=caller.tenant_id, user_id=caller.user.id, out_trade_no=_out_trade_no(),
+        status="PENDING", payment_status=int(PayState.UNPAID), total_amount=total,
+        currency="CNY", needs_refund=False, idempotency_key=idempotency_key,
+        request_hash=request_hash, created_at=now, updated_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+    )
+    session.add(order)
+    session.flush()
+    rows = repo.add_items([
+        {
+            "tenant_id": caller.tenant_id, "order_id": order.id, "product_pk": products[pid].id,
+            "product_id": pid, "product_name": products[pid].name, "quantity": qty,
+            "unit_price": products[pid].price, "amount": products[pid].price * qty,
+        }
+        for pid, qty in merged.items()
+    ])
+    ORDERS_CREATED.inc()
+    log.info("order.created", tenant_id=caller.tenant_id, order_id=order.id, total=total)
+    return order, rows
+
+
+def order_view(order: Order, items: list[OrderItem], ticket_views: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The contract's JSON form of an order (with tickets when given)."""
+    view = {
+        "order_id": order.id,
+        "out_trade_no": order.out_trade_no,
+        "status": order.status,
+        "payment_status": order.payment_status,
+        "total_amount": order.total_amount,
+        "currency": order.currency,
+        "items": [
+            {"product_id": i.product_id, "product_name": i.product_name, "quantity": i.quantity,
+             "unit_price": i.unit_price, "amount": i.amount}
+            for i in items
+        ],
+        "created_at": rfc3339(order.created_at),
+        "expires_at": rfc3339(order.expires_at),
+    }
+    if ticket_views is not None:
+        view.update(
+            paid_at=rfc3339(order.paid_at), transaction_id=order.transaction_id,
+            gateway=order.gateway, needs_refund=order.needs_refund, tickets=ticket_views,
+        )
+    return view
+
+
+def get_order(session: Session, tenant_id: int, order_id: int, *, owner_id: int | None = None) -> dict[str, Any]:
+    """An order with its tickets; 404 if absent, another tenant's, or not the owner's."""
+    repo = OrderRepository(session, tenant_id)
+    order = repo.by_id(order_id)
+    if order is None or (owner_id is not None and order.user_id != owner_id):
+        raise NotFound("Order not found", code="order_not_found")
+    return order_view(order, repo.items(order.id), tickets.order_tickets(session, tenant_id, order.id))
+
+
+def _paid_side_effects(repo: OrderRepository, order: Order, items: list[OrderItem], current: PayState) -> None:
+    sell = repo.sell_reserved if current in PENDING_STATES else repo.sell_free
+    for item in items:
+        if not sell(item.product_pk, item.quantity):
+            if current in PENDING_STATES:  # held stock must be there: the books are wrong
+                raise RuntimeError(f"order {order.id}: held stock missing for item {item.id}")
+            raise StockGone("The order's stock was sold after it closed")
+
+
+def update_order_payment_status(
+    session: Session,
+    tenant_id: int,
+    order_id: int,
+    pay_state: PayState,
+    *,
+    reason: str,
+    gateway: str | None = None,
+    transaction_id: str | None = None,
+    paid_at: datetime | None = None,
+    order: Order | None = None,
+) -> Transition:
+    """Move an order to `pay_state` if the rules allow, with its stock and ticket effects.
+
+    A refused transition changes nothing but is recorded as an order event. Raises
+    StockGone when a closed order is paid but its stock cannot be held again.
+    """
+    repo = OrderRepository(session, tenant_id)
+    if order is None:
+        order = repo.by_id(order_id, lock=True)
+    if order is None:
+        return Transition(False, None, None, "order not found")
+    now = utcnow()
+    current = PayState(order.payment_status)
+    bound = log.bind(tenant_id=tenant_id, order_id=order.id, from_state=int(current),
+                     to_state=int(pay_state))
+    if not is_allowed(current, pay_state):
+        why = f"{current.name} -> {pay_state.name} not allowed ({reason})"
+        repo.record_event(order.id, current, pay_state, False, why, now)
+        bound.warning("order.transition_refused", reason=reason)
+        return Transition(False, order, current, why)
+    issued: list[dict[str, Any]] = []
+    values: dict[str, Any] = {"payment_status": int(pay_state),
+                              "status": order_status(pay_state), "updated_at": now}
+    items: list[OrderItem] = []
+    if pay_state in (PayState.PAID, PayState.REFUNDED) or (
+        pay_state == PayState.CLOSED and current in PENDING_STATES
+    ):
+        items = repo.items(order.id)
+    if pay_state == PayState.PAID and current == PayState.CLOSED:
+        with session.begin_nested():  # several items: all are sold again, or none
+            _paid_side_effects(repo, order, items, current)
+        values.update(paid_at=paid_at or now, transaction_id=transaction_id, gateway=gateway)
+    elif pay_state == PayState.PAID:
+        _paid_side_effects(repo, order, items, current)
+        values.update(paid_at=paid_at or now, transaction_id=transaction_id, gateway=gateway)
+    elif pay_state == PayState.CLOSED and current in PENDING_STATES:
+        for item in items:
+            repo.release(item.product_pk, item.quantity)
+    elif pay_state == PayState.REFUNDED:
+        tickets.void_for_order(session, order, now)
+        for item in items:
+            repo.restock(item.product_pk, item.quantity)
+    elif pay_state == PayState.PAYING and gateway:
+        values["gateway"] = gateway
+    if not repo.set_state(order, int(current), **values):
+        raise RuntimeError(f"order {order.id} changed state under its lock")
+    if pay_state == PayState.PAID:
+        issued = tickets.issue_for_order(session, order, items, now)
+        TICKETS_ISSUED.inc(len(issued))
+    repo.record_event(order.id, current, pay_state, True, reason, now)
+    bound.info("order.state_changed", reason=reason, tickets=len(issued))
+    return Transition(True, order, current, reason, issued)
+
+
+def flag_for_refund(session: Session, order: Order, reason: str) -> None:
+    """Mark an order as holding money that must be returned to the payer."""
+    repo = OrderRepository(session, order.tenant_id)
+    stmt = repo.update(Order).where(Order.id == order.id).values(
+        needs_refund=True, refund_reason=reason[:200], updated_at=utcnow())
+    session.execute(stmt)
+    set_committed_value(order, "needs_refund", True)
+    log.warning("order.flagged_for_refund", tenant_id=order.tenant_id, order_id=order.id,
+                reason=reason)
+
+
+def clear_refund_flag(session: Session, order: Order) -> None:
+    """The money an order was flagged for has been returned."""
+    repo = OrderRepository(session, order.tenant_id)
+    session.execute(repo.update(Order).where(Order.id == order.id).values(
+        needs_refund=False, updated_at=utcnow()))
+    set_committed_value(order, "needs_refund", False)
+
+
+def expire_due(session: Session, now: datetime, limit: int = 100) -> int:
+    """Close unpaid orders past their expiry and release their stock."""
+    closed = 0
+    for tenant_id, order_id in pending_orders_due(session, now, limit):
+        result = update_order_payment_status(session, tenant_id, order_id, PayState.CLOSED,
+                                             reason="expired")
+        closed += int(result.accepted)
+    return closed

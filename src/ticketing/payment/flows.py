@@ -1,0 +1,164 @@
+"""Use cases that span a gateway call and the database.
+
+Each step is its own transaction and gateway calls happen between them, never
+inside one: a slow gateway must not hold row locks, and nothing is promised to the
+gateway or the customer before it is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+
+from ticketing.db import Database
+from ticketing.kit.errors import GatewayError, Invalid, TicketingError
+from ticketing.notification import service as notifications
+from ticketing.order import service as orders
+from ticketing.payment import gateways, service
+from ticketing.payment.gateways import mock
+from ticketing.payment.gateways.base import PaymentNotice, Received, RefundRequest
+from ticketing.payment.repository import PaymentRepository
+from ticketing.payment.service import NotifyResult
+from ticketing.settings import Settings
+from ticketing.tenant.service import authenticate, gateway_config, get_tenant
+
+log = structlog.get_logger(component="payment")
+
+
+def start_payment(db: Database, settings: Settings, slug: str, token: str | None,
+                  order_id: int, gateway: str, payer: dict[str, Any]) -> dict[str, Any]:
+    """Place the payment with the gateway, then mark the order as paying."""
+    with db.transaction(readonly=True) as session:
+        caller = authenticate(session, slug, token, "customer")
+        order, description = service.payable_order(session, caller.tenant_id, order_id,
+                                                    caller.user.id)
+        adapter = gateways.build(gateway, gateway_config(session, caller.tenant_id, gateway),
+                                 settings)
+        snap = service.snapshot(order, slug, description)
+    params = adapter.start_payment(snap, payer)
+    with db.transaction() as session:
+        service.mark_paying(session, caller.tenant_id, order_id, gateway)
+    log.info("payment.started", tenant_id=caller.tenant_id, order_id=order_id, gateway=gateway)
+    return {"order_id": order_id, "gateway": gateway, "payment_status": 1, **params}
+
+
+def apply_notice(db: Database, tenant_id: int, notice: PaymentNotice,
+                 received: Received) -> NotifyResult:
+    """Apply a verified notice in one transaction; rerun once if a unique key raced."""
+    for attempt in (1, 2):
+        try:
+            with db.transaction() as session:
+                return service.handle_notice(session, tenant_id, notice, received)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("notification.raced", tenant_id=tenant_id,
+                     gateway_txn_id=notice.gateway_txn_id)
+    raise AssertionError("unreachable")
+
+
+def record_only(db: Database, tenant_id: int, received: Received, outcome: str,
+                http_status: int, detail: str, notice: PaymentNotice | None = None) -> int | None:
+    """Keep a notification that was not applied; never raises (the answer matters more)."""
+    try:
+        with db.transaction() as session:
+            return notifications.record(session, tenant_id, received, outcome=outcome,
+                                        http_status=http_status, notice=notice,
+                                        detail=detail[:2000])
+    except Exception:  # the database may be what failed
+        log.exception("notification.record_failed", tenant_id=tenant_id, outcome=outcome)
+        return None
+
+
+def guarded(db: Database, tenant_id: int, received: Received, notice: PaymentNotice,
+            apply: Callable[[], NotifyResult]) -> NotifyResult:
+    """Run `apply`; on an unexpected failure roll back, keep the notification, answer 500."""
+    try:
+        return apply()
+    except Exception as exc:
+        log.exception("notification.failed", tenant_id=tenant_id,
+                      gateway_txn_id=notice.gateway_txn_id)
+        nid = record_only(db, tenant_id, received, "error", 500, f"{type(exc).__name__}: {exc}",
+                          notice)
+        body = {"status": "error", "error": "Notification could not be processed; send it again",
+                "code": "internal_error"}
+        return NotifyResult(500, body, "error", notice.order_id, nid)
+
+
+def _mock_notice(raw: bytes) -> PaymentNotice:
+    from pydantic import ValidationError
+
+    from ticketing.api.errors import validation_body
+    from ticketing.payment.schemas import MockNotifyIn
+
+    try:
+        data = MockNotifyIn.model_validate_json(raw)
+    except ValidationError as exc:
+        body = validation_body(list(exc.errors()))
+        raise Invalid(body["error"], code=body["code"], status="error") from exc
+    return PaymentNotice(gateway=mock.NAME, event_type="payment", gateway_txn_id=data.gateway_txn_id,
+                         status=data.status, amount=data.amount, order_id=data.order_id)
+
+
+def notify_mock(db: Database, slug: str, raw: bytes, headers: Any) -> NotifyResult:
+    """Verify and apply a mock-gateway notification."""
+    received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
+                        headers=notifications.kept_headers(headers), verification="pending")
+    with db.transaction(readonly=True) as session:
+        tenant = get_tenant(session, slug)
+        row = gateway_config(session, tenant.id, mock.NAME)
+    structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
+    secret = (row.secrets or {}).get("secret") if row else None
+    verification = mock.verify(secret, raw, headers.get("x-mock-signature"))
+    received = Received(**{**received.__dict__, "verification": verification})
+    if verification == "failed":
+        record_only(db, tenant.id, received, "rejected", 401, "bad X-Mock-Signature")
+        return NotifyResult(401, {"status": "error", "error": "Invalid signature",
+                                  "code": "bad_signature"}, "rejected")
+    try:
+        notice = _mock_notice(raw)
+    except Invalid as exc:
+        record_only(db, tenant.id, received, "rejected", 422, exc.message)
+        raise
+    log.info("notification.received", tenant_id=tenant.id, order_id=notice.order_id,
+             verification=verification)
+    return guarded(db, tenant.id, received, notice, lambda: apply_notice(db, tenant.id, notice, received))
+
+
+def refund_order(db: Database, settings: Settings, slug: str, order_id: int) -> dict[str, Any]:
+    """Operator refund: record it, ask the gateway, apply what it answered."""
+    with db.transaction() as session:
+        tenant = get_tenant(session, slug)
+        order, txn = service.refundable(session, tenant.id, order_id)
+        gateway_name = txn.gateway
+        adapter = gateways.build(gateway_name, gateway_config(session, tenant.id, gateway_name),
+                                 settings)
+        refund = service.new_refund(session, order, txn, gateway_name)
+        request = RefundRequest(order=service.snapshot(order, slug, "refund"),
+                                out_refund_no=refund.out_refund_no, amount=refund.amount,
+                                gateway_txn_id=txn.gateway_txn_id)
+    try:
+        result = adapter.refund(request)
+    except TicketingError:
+        _set_refund_status(db, tenant.id, refund.out_refund_no, "FAILED", None)
+        raise
+    except Exception as exc:
+        _set_refund_status(db, tenant.id, refund.out_refund_no, "FAILED", None)
+        raise GatewayError(f"Gateway refund failed: {exc}") from exc
+    _set_refund_status(db, tenant.id, refund.out_refund_no, result.status, result.gateway_refund_id)
+    with db.transaction(readonly=True) as session:
+        view = orders.get_order(session, tenant.id, order_id)
+    view["refund"] = {"out_refund_no": refund.out_refund_no, "status": result.status,
+                      "amount": refund.amount, "gateway_refund_id": result.gateway_refund_id}
+    return view
+
+
+def _set_refund_status(db: Database, tenant_id: int, out_refund_no: str, status: str,
+                       gateway_refund_id: str | None) -> None:
+    with db.transaction() as session:
+        refund = PaymentRepository(session, tenant_id).refund_by_no(out_refund_no, lock=True)
+        assert refund is not None
+        service.complete_refund(session, tenant_id, refund, status, gateway_refund_id)

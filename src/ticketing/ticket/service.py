@@ -1,0 +1,111 @@
+"""Issuing, voiding and showing tickets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ticketing.kit.clock import rfc3339
+from ticketing.kit.errors import NotFound
+from ticketing.kit.faults import fault_point
+from ticketing.models import Order, OrderItem, Ticket, TicketEntitlement
+from ticketing.tenant.repository import TenantData
+from ticketing.tenant.service import Caller
+from ticketing.ticket.codes import looks_like_ticket_code, new_ticket_code
+from ticketing.ticket.repository import TicketRepository
+
+
+def issue_for_order(
+    session: Session, order: Order, items: list[OrderItem], when: datetime
+) -> list[dict[str, Any]]:
+    """One ticket per unit bought, each carrying a copy of its product's entitlements.
+
+    UNIQUE (order_item_id, unit_index) makes a second issuance for the same order
+    fail even if a caller got the state checks wrong.
+    """
+    repo = TicketRepository(session, order.tenant_id)
+    ents = TenantData(session, order.tenant_id).entitlements([i.product_pk for i in items])
+    by_product: dict[int, list[Any]] = {}
+    for ent in ents:
+        by_product.setdefault(ent.product_pk, []).append(ent)
+    rows = [
+        {
+            "tenant_id": order.tenant_id, "order_id": order.id, "order_item_id": item.id,
+            "unit_index": unit, "user_id": order.user_id, "ticket_code": new_ticket_code(),
+            "product_id": item.product_id, "product_name": item.product_name,
+            "status": "ACTIVE", "issued_at": when, "voided_at": None,
+            "_product_pk": item.product_pk,
+        }
+        for item in items
+        for unit in range(item.quantity)
+    ]
+    product_pks = [row.pop("_product_pk") for row in rows]
+    ids = repo.insert_tickets(rows[:1])
+    fault_point("tickets.after_first_ticket")
+    ids += repo.insert_tickets(rows[1:]) if len(rows) > 1 else []
+    repo.insert_entitlements([
+        {
+            "tenant_id": order.tenant_id, "ticket_id": ticket_id, "code": ent.code,
+            "name": ent.name, "uses_total": ent.uses, "uses_left": ent.uses,
+        }
+        for ticket_id, pk in zip(ids, product_pks, strict=True)
+        for ent in by_product.get(pk, [])
+    ])
+    fault_point("tickets.after_entitlements")
+    return [
+        {"ticket_code": r["ticket_code"], "product_id": r["product_id"],
+         "product_name": r["product_name"]}
+        for r in rows
+    ]
+
+
+def void_for_order(session: Session, order: Order, when: datetime) -> int:
+    """Void every live ticket of an order (refund)."""
+    return TicketRepository(session, order.tenant_id).void_order(order.id, when)
+
+
+def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement]) -> dict[str, Any]:
+    """The contract's JSON form of a ticket."""
+    return {
+        "ticket_code": ticket.ticket_code,
+        "status": ticket.status,
+        "order_id": ticket.order_id,
+        "product_id": ticket.product_id,
+        "product_name": ticket.product_name,
+        "entitlements": [
+            {"code": e.code, "name": e.name, "uses_total": e.uses_total, "uses_left": e.uses_left}
+            for e in entitlements
+        ],
+        "issued_at": rfc3339(ticket.issued_at),
+        "redemptions": [],
+    }
+
+
+def views(session: Session, tenant_id: int, tickets: list[Ticket]) -> list[dict[str, Any]]:
+    """Contract views of several tickets, with two queries in all."""
+    ents = TicketRepository(session, tenant_id).entitlements([t.id for t in tickets])
+    return [ticket_view(t, ents.get(t.id, [])) for t in tickets]
+
+
+def my_tickets(session: Session, caller: Caller, limit: int = 200) -> list[dict[str, Any]]:
+    """The caller's tickets, newest first."""
+    tickets = TicketRepository(session, caller.tenant_id).for_user(caller.user.id, limit)
+    return views(session, caller.tenant_id, tickets)
+
+
+def order_tickets(session: Session, tenant_id: int, order_id: int) -> list[dict[str, Any]]:
+    """The tickets of one order."""
+    tickets = TicketRepository(session, tenant_id).for_order(order_id)
+    return views(session, tenant_id, tickets)
+
+
+def get_ticket(session: Session, caller: Caller, code: str) -> dict[str, Any]:
+    """One ticket, for its owner or the tenant's staff; 404 otherwise."""
+    ticket = None
+    if looks_like_ticket_code(code):
+        ticket = TicketRepository(session, caller.tenant_id).by_code(code)
+    if ticket is None or (caller.user.role != "staff" and ticket.user_id != caller.user.id):
+        raise NotFound("Ticket not found", code="ticket_not_found")
+    return views(session, caller.tenant_id, [ticket])[0]
