@@ -1,0 +1,94 @@
+"""Bad input gets the contract's status with `{"error", "code"}` and changes nothing."""
+
+import pytest
+
+from tests.factories import CUSTOMER, OPERATOR, product
+
+
+def _no_orders(client):
+    assert product(client, 101)["reserved"] == 0
+    assert client.get("/my/tickets", headers=CUSTOMER).json()["tickets"] == []
+
+
+@pytest.mark.parametrize("body", [
+    b"{", b"[]", b"null", b'"x"', b'{"items": []}', b'{"items": {}}', b'{"items": [{}]}',
+    b'{"items": [{"product_id": 101}]}', b'{"items": [{"product_id": 101, "quantity": 0}]}',
+    b'{"items": [{"product_id": 101, "quantity": -1}]}',
+    b'{"items": [{"product_id": 101, "quantity": 1000000000000}]}',
+    b'{"items": [{"product_id": 101, "quantity": 1.5}]}',
+    b'{"items": [{"product_id": 101, "quantity": "1"}]}',
+    b'{"items": [{"product_id": "abc", "quantity": 1}]}',
+    b'{"items": [{"product_id": 101, "quantity": true}]}',
+    b'{"items": [{"product_id": 99999999999999999999999, "quantity": 1}]}',
+])
+def test_bad_order_bodies_are_422(client, body):
+    r = client.post("/orders", content=body, headers={**CUSTOMER, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert set(r.json()) >= {"error", "code"} and r.json()["code"] in ("validation_error", "invalid_json")
+    _no_orders(client)
+
+
+def test_missing_or_wrong_token_is_401(client):
+    body = {"items": [{"product_id": 101, "quantity": 1}]}
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Token user123"},
+                    {"Authorization": "Bearer "}):
+        r = client.post("/orders", json=body, headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["code"] == "unauthorized"
+    _no_orders(client)
+
+
+def test_unknown_tenant_is_404(client):
+    for tenant in ("nosuch", "BAD SLUG", "x" * 100):
+        r = client.get("/my/tickets", headers={**CUSTOMER, "X-Tenant-ID": tenant})
+        assert r.status_code == 404 and r.json()["code"] == "tenant_not_found"
+
+
+def test_body_over_the_limit_is_413(client):
+    big = b'{"items": [' + b'{"product_id": 101, "quantity": 1},' * 3000 + b"]}"
+    assert len(big) > 65536
+    r = client.post("/orders", content=big, headers={**CUSTOMER, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    r = client.post("/payments/notify", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    _no_orders(client)
+
+
+def test_unknown_routes_and_methods(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = client.delete("/orders")
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    r = client.get("/orders/abc", headers=CUSTOMER)
+    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+    r = client.get("/tickets/TKT-NOPE", headers=CUSTOMER)
+    assert r.status_code == 404 and r.json()["code"] == "ticket_not_found"
+
+
+def test_operations_endpoints(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "ticketing_request_seconds" in metrics.text
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/orders", "/payments/notify", "/my/tickets", "/tickets/{ticket_code}"} <= set(schema["paths"])
+
+
+def test_readyz_reports_an_unreachable_database(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import make_settings
+    from ticketing.api.app import create_app
+
+    settings = make_settings("postgresql://nobody@127.0.0.1:1/none", tmp_path)
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["code"] == "database_unavailable"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_admin_listing_needs_operator(client):
+    r = client.get("/admin/tenants/default/notifications", headers=CUSTOMER)
+    assert r.status_code == 401
+    assert client.get("/admin/tenants/default/notifications", headers=OPERATOR).status_code == 200
