@@ -84,3 +84,33 @@ def test_many_orders_paid_concurrently_each_exactly_once(pg_url, live_server_fac
         p = c.get("/admin/tenants/default/products/102", headers=OPERATOR).json()
         assert p["sold"] == 20 and p["reserved"] == 0 and p["stock"] == 980
         assert len(c.get("/my/tickets", headers=CUSTOMER).json()["tickets"]) == 20
+
+
+def test_one_txn_id_racing_for_two_orders_pays_one_and_conflicts_the_other(pg_url, live_server_factory):
+    server = live_server_factory(pg_url, workers=2)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        a, b = (c.post("/orders", headers=CUSTOMER,
+                       json={"items": [{"product_id": 101, "quantity": 1}]}).json() for _ in range(2))
+    txn = txn_id()
+    work = [{"order_id": o["order_id"], "gateway_txn_id": txn, "status": "SUCCESS",
+             "amount": o["total_amount"]} for o in (a, b)] * 10
+    barrier = Barrier(len(work))
+
+    def send(body: dict) -> tuple[int, int, dict]:
+        with httpx.Client(base_url=server.base_url, timeout=60) as c:
+            barrier.wait()
+            r = c.post("/payments/notify", json=body)
+            return body["order_id"], r.status_code, r.json()
+
+    with ThreadPoolExecutor(len(work)) as pool:
+        results = list(pool.map(send, work))
+    winners = {oid for oid, status, body in results if status == 200}
+    assert len(winners) == 1, results
+    winner = winners.pop()
+    assert sorted(s for oid, s, _ in results if oid == winner) == [200] * 10
+    assert sorted(s for oid, s, _ in results if oid != winner) == [409] * 10
+    assert sum(1 for _, s, body in results if s == 200 and not body.get("replayed")) == 1
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        states = {o["order_id"]: c.get(f"/orders/{o['order_id']}", headers=CUSTOMER).json()["status"]
+                  for o in (a, b)}
+    assert sorted(states.values()) == ["PAID", "PENDING"] and states[winner] == "PAID"

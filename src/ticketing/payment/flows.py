@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ticketing.db import Database
 from ticketing.kit.errors import GatewayError, Invalid, TicketingError
@@ -45,18 +46,43 @@ def start_payment(db: Database, settings: Settings, slug: str, token: str | None
     return {"order_id": order_id, "gateway": gateway, "payment_status": 1, **params}
 
 
-def apply_notice(db: Database, tenant_id: int, notice: PaymentNotice,
-                 received: Received) -> NotifyResult:
-    """Apply a verified notice in one transaction; rerun once if a unique key raced."""
+class NoticeFailure(Exception):
+    """Applying a verified notice failed; carries what is needed to keep it and answer."""
+
+    def __init__(self, tenant_id: int, received: Received, notice: PaymentNotice,
+                 *, raced: bool) -> None:
+        super().__init__(f"notification {notice.gateway_txn_id} failed")
+        self.tenant_id, self.received, self.notice, self.raced = tenant_id, received, notice, raced
+
+
+def apply_guarded(session: Session, tenant_id: int, notice: PaymentNotice,
+                  received: Received) -> NotifyResult:
+    """`handle_notice`, with any failure turned into a NoticeFailure for `in_transaction`."""
+    try:
+        return service.handle_notice(session, tenant_id, notice, received)
+    except IntegrityError as exc:
+        raise NoticeFailure(tenant_id, received, notice, raced=True) from exc
+    except Exception as exc:
+        raise NoticeFailure(tenant_id, received, notice, raced=False) from exc
+
+
+def in_transaction(db: Database, work: Callable[[Session], NotifyResult]) -> NotifyResult:
+    """Run `work` in one transaction and answer for it.
+
+    A unique-key race rolls the loser back whole and runs it once more (it then finds
+    the winner's row). Any other failure rolls back, keeps the notification with
+    outcome `error` in a transaction of its own, and answers 500 so the gateway retries.
+    """
     for attempt in (1, 2):
         try:
             with db.transaction() as session:
-                return service.handle_notice(session, tenant_id, notice, received)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            log.info("notification.raced", tenant_id=tenant_id,
-                     gateway_txn_id=notice.gateway_txn_id)
+                return work(session)
+        except NoticeFailure as failure:
+            if failure.raced and attempt == 1:
+                log.info("notification.raced", gateway_txn_id=failure.notice.gateway_txn_id)
+                continue
+            return failed(db, failure.tenant_id, failure.received, failure.notice,
+                          failure.__cause__ or failure)
     raise AssertionError("unreachable")
 
 
@@ -73,19 +99,15 @@ def record_only(db: Database, tenant_id: int, received: Received, outcome: str,
         return None
 
 
-def guarded(db: Database, tenant_id: int, received: Received, notice: PaymentNotice,
-            apply: Callable[[], NotifyResult]) -> NotifyResult:
-    """Run `apply`; on an unexpected failure roll back, keep the notification, answer 500."""
-    try:
-        return apply()
-    except Exception as exc:
-        log.exception("notification.failed", tenant_id=tenant_id,
-                      gateway_txn_id=notice.gateway_txn_id)
-        nid = record_only(db, tenant_id, received, "error", 500, f"{type(exc).__name__}: {exc}",
-                          notice)
-        body = {"status": "error", "error": "Notification could not be processed; send it again",
-                "code": "internal_error"}
-        return NotifyResult(500, body, "error", notice.order_id, nid)
+def failed(db: Database, tenant_id: int, received: Received, notice: PaymentNotice,
+           exc: Exception) -> NotifyResult:
+    """After an unexpected failure (already rolled back): keep the notification, answer 500."""
+    log.error("notification.failed", tenant_id=tenant_id, gateway_txn_id=notice.gateway_txn_id,
+              error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    nid = record_only(db, tenant_id, received, "error", 500, f"{type(exc).__name__}: {exc}", notice)
+    body = {"status": "error", "error": "Notification could not be processed; send it again",
+            "code": "internal_error"}
+    return NotifyResult(500, body, "error", notice.order_id, nid)
 
 
 def _mock_notice(raw: bytes) -> PaymentNotice:
@@ -103,29 +125,37 @@ def _mock_notice(raw: bytes) -> PaymentNotice:
                          status=data.status, amount=data.amount, order_id=data.order_id)
 
 
-def notify_mock(db: Database, slug: str, raw: bytes, headers: Any) -> NotifyResult:
-    """Verify and apply a mock-gateway notification."""
-    received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
-                        headers=notifications.kept_headers(headers), verification="pending")
-    with db.transaction(readonly=True) as session:
-        tenant = get_tenant(session, slug)
-        row = gateway_config(session, tenant.id, mock.NAME)
+def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> NotifyResult:
+    """Verify, parse and apply one mock notification inside the caller's transaction."""
+    tenant = get_tenant(session, slug)
     structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
+    row = gateway_config(session, tenant.id, mock.NAME)
     secret = (row.secrets or {}).get("secret") if row else None
     verification = mock.verify(secret, raw, headers.get("x-mock-signature"))
-    received = Received(**{**received.__dict__, "verification": verification})
+    received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
+                        headers=notifications.kept_headers(headers), verification=verification)
     if verification == "failed":
-        record_only(db, tenant.id, received, "rejected", 401, "bad X-Mock-Signature")
-        return NotifyResult(401, {"status": "error", "error": "Invalid signature",
-                                  "code": "bad_signature"}, "rejected")
+        return _rejected(session, tenant.id, received, 401, "bad X-Mock-Signature",
+                         {"status": "error", "error": "Invalid signature", "code": "bad_signature"})
     try:
         notice = _mock_notice(raw)
     except Invalid as exc:
-        record_only(db, tenant.id, received, "rejected", 422, exc.message)
-        raise
+        return _rejected(session, tenant.id, received, 422, exc.message, exc.body())
     log.info("notification.received", tenant_id=tenant.id, order_id=notice.order_id,
              verification=verification)
-    return guarded(db, tenant.id, received, notice, lambda: apply_notice(db, tenant.id, notice, received))
+    return apply_guarded(session, tenant.id, notice, received)
+
+
+def _rejected(session: Session, tenant_id: int, received: Received, status: int, detail: str,
+              body: dict[str, Any]) -> NotifyResult:
+    nid = notifications.record(session, tenant_id, received, outcome="rejected",
+                               http_status=status, detail=detail)
+    return NotifyResult(status, body, "rejected", None, nid)
+
+
+def notify_mock(db: Database, slug: str, raw: bytes, headers: Any) -> NotifyResult:
+    """Verify and apply a mock-gateway notification: one transaction on the happy path."""
+    return in_transaction(db, lambda session: _mock_in_tx(session, slug, raw, headers))
 
 
 def refund_order(db: Database, settings: Settings, slug: str, order_id: int) -> dict[str, Any]:
