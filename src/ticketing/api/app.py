@@ -20,7 +20,7 @@ from ticketing.api.errors import install_error_handlers
 from ticketing.api.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from ticketing.db import Database
 from ticketing.kit.clock import utcnow
-from ticketing.kit.errors import Invalid, NotFound
+from ticketing.kit.errors import Invalid, NotFound, error_responses
 from ticketing.kit.faults import KNOWN_POINTS, configure_faults
 from ticketing.kit.logging import configure_logging
 from ticketing.notification.endpoints import router as notification_admin
@@ -140,9 +140,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.db = db
     install_error_handlers(app)
-    for router in (ops, order_router, payment_router, ticket_router, tenant_admin, order_admin,
-                   notification_admin, faults_router):
-        app.include_router(router)
+    for router in (order_router, payment_router, ticket_router):
+        app.include_router(router, responses=error_responses(401, 403, 404, 409, 413, 422))
+    for router in (tenant_admin, order_admin, notification_admin, faults_router):
+        app.include_router(router, responses=error_responses(401, 404, 409, 413, 422))
+    app.include_router(ops, responses=error_responses(503))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        timeout=settings.body_timeout_seconds)
     app.add_middleware(RequestLogMiddleware)

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: str
+    code: str
+
 
 class TicketingError(Exception):
     """Base of every error the service reports to a client."""
@@ -58,3 +67,12 @@ class GatewayError(TicketingError):
 
     status_code = 502
     code = "gateway_error"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error bodies a route can answer with."""
+    described = {401: "missing or bad credentials", 403: "not allowed for this role",
+                 404: "unknown, or another tenant's", 409: "conflicts with recorded state",
+                 413: "request body too large", 422: "invalid input", 500: "not processed; retry",
+                 502: "the payment gateway failed", 503: "not ready"}
+    return {s: {"model": ErrorOut, "description": described.get(s, "error")} for s in statuses}

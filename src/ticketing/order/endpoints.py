@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path
 
 from ticketing.api.deps import DbDep, Operator, SettingsDep, TenantDep, TokenDep
+from ticketing.kit.errors import error_responses
 from ticketing.order import service
 from ticketing.order.schemas import OrderDetailOut, OrderIn, OrderOut, PayIn
 from ticketing.payment import flows
@@ -40,7 +41,7 @@ def get_order(order_id: OrderId, db: DbDep, tenant: TenantDep, token: TokenDep) 
         return service.get_order(session, caller.tenant_id, order_id, owner_id=caller.user.id)
 
 
-@router.post("/orders/{order_id}/pay")
+@router.post("/orders/{order_id}/pay", responses=error_responses(502))
 def pay_order(order_id: OrderId, body: PayIn, db: DbDep, settings: SettingsDep,
               tenant: TenantDep, token: TokenDep) -> dict[str, Any]:
     """Start a payment through a gateway (payment_status becomes 1)."""
@@ -59,7 +60,7 @@ def admin_get_order(slug: Slug, order_id: OrderId, db: DbDep) -> dict[str, Any]:
         return service.get_order(session, tenant.id, order_id)
 
 
-@admin.post("/{slug}/orders/{order_id}/refund")
+@admin.post("/{slug}/orders/{order_id}/refund", responses=error_responses(502))
 def admin_refund(slug: Slug, order_id: OrderId, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Refund the order's payment through its gateway (the mock refunds at once)."""
     return flows.refund_order(db, settings, slug, order_id)

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ticketing.api.deps import DbDep, TenantDep
+from ticketing.kit.errors import error_responses
 from ticketing.payment import flows
 from ticketing.payment.schemas import MockNotifyIn, NotifyOut
 
@@ -18,9 +19,7 @@ _EXAMPLE = MockNotifyIn(order_id=1, gateway_txn_id="MOCK-0001", status="SUCCESS"
 @router.post(
     "/payments/notify",
     response_model=NotifyOut,
-    responses={401: {"description": "bad X-Mock-Signature"}, 404: {"description": "unknown order"},
-               409: {"description": "contradicts a recorded notification"},
-               422: {"description": "malformed notification"}},
+    responses=error_responses(500),
     openapi_extra={"requestBody": {"content": {"application/json": {
         "schema": MockNotifyIn.model_json_schema(), "example": _EXAMPLE.model_dump()}},
         "required": True}},
