@@ -315,4 +315,6 @@ class Notification(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
     body: Mapped[str] = mapped_column(Text)
+    # The request id every log line of this notification's processing carries.
+    request_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]

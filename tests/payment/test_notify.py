@@ -248,6 +248,7 @@ def test_every_notification_is_kept_with_what_matters(client):  # issue point 8
     assert n["outcome"] == "processed" and n["verification"] == "not_required"
     assert json.loads(n["body"])["gateway_txn_id"] == txn and n["http_status"] == 200
     assert "content-type" in n["headers"] and n["received_at"]
+    assert n["request_id"]  # the id every log line of this notification carries
     bad = client.get("/admin/tenants/default/notifications", headers=OPERATOR, params={"outcome": "nope"})
     assert bad.status_code == 422
 

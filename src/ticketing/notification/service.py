@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from sqlalchemy.orm import Session
 
 from ticketing.kit.clock import rfc3339, utcnow
@@ -62,6 +63,7 @@ def record(
         detail=detail,
         headers=received.headers,
         body=received.body,
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
         received_at=utcnow(),
     )
 
@@ -73,7 +75,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
         "gateway_txn_id": n.gateway_txn_id, "order_id": n.order_id, "amount": n.amount,
         "trade_status": n.trade_status, "verification": n.verification, "outcome": n.outcome,
         "http_status": n.http_status, "detail": n.detail, "headers": n.headers, "body": n.body,
-        "received_at": rfc3339(n.received_at),
+        "request_id": n.request_id, "received_at": rfc3339(n.received_at),
     }
 
 
