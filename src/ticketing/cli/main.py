@@ -45,6 +45,25 @@ def _demo(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(_args: argparse.Namespace) -> int:
+    from ticketing.audit.checker import check_database
+    from ticketing.db import Database
+    from ticketing.settings import Settings
+
+    db = Database(Settings().database_url, pool_size=1)
+    try:
+        violations = check_database(db)
+    finally:
+        db.dispose()
+    for violation in violations:
+        print(violation)
+    if violations:
+        print(f"{len(violations)} invariant violation(s)", file=sys.stderr)
+        return 1
+    print("ok: every invariant holds")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketing", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
     sub.add_parser("demo", help="load the demo data (idempotent)").set_defaults(func=_demo)
+    sub.add_parser("check", help="verify stock, ticket, payment and notification invariants"
+                   ).set_defaults(func=_check)
     return parser
 
 
