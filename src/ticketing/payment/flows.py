@@ -99,15 +99,35 @@ def record_only(db: Database, tenant_id: int, received: Received, outcome: str,
         return None
 
 
-def failed(db: Database, tenant_id: int, received: Received, notice: PaymentNotice,
+def failed(db: Database, tenant_id: int | None, received: Received, notice: PaymentNotice | None,
            exc: Exception) -> NotifyResult:
     """After an unexpected failure (already rolled back): keep the notification, answer 500."""
-    log.error("notification.failed", tenant_id=tenant_id, gateway_txn_id=notice.gateway_txn_id,
+    log.error("notification.failed", tenant_id=tenant_id,
+              gateway_txn_id=notice.gateway_txn_id if notice else None,
               error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-    nid = record_only(db, tenant_id, received, "error", 500, f"{type(exc).__name__}: {exc}", notice)
+    nid = None
+    if tenant_id is not None:
+        nid = record_only(db, tenant_id, received, "error", 500, f"{type(exc).__name__}: {exc}",
+                          notice)
     body = {"status": "error", "error": "Notification could not be processed; send it again",
             "code": "internal_error"}
-    return NotifyResult(500, body, "error", notice.order_id, nid)
+    return NotifyResult(500, body, "error", notice.order_id if notice else None, nid)
+
+
+def failed_unverified(db: Database, slug: str, received: Received, notice: PaymentNotice | None,
+                      exc: Exception) -> NotifyResult:
+    """A failure outside `handle_notice` (a lookup before verification, or the commit).
+
+    The notification is kept with outcome `error` and verification `unverified`, like a
+    failure in the middle, so the gateway's retry is not the only trace of it.
+    """
+    tenant_id = None
+    try:
+        with db.transaction(readonly=True) as session:
+            tenant_id = get_tenant(session, slug).id
+    except Exception:  # the database may still be down; the answer matters more
+        log.exception("notification.tenant_lookup_failed", tenant=slug)
+    return failed(db, tenant_id, received, notice, exc)
 
 
 def _mock_notice(raw: bytes) -> PaymentNotice:
@@ -155,7 +175,18 @@ def _rejected(session: Session, tenant_id: int, received: Received, status: int,
 
 def notify_mock(db: Database, slug: str, raw: bytes, headers: Any) -> NotifyResult:
     """Verify and apply a mock-gateway notification: one transaction on the happy path."""
-    return in_transaction(db, lambda session: _mock_in_tx(session, slug, raw, headers))
+    try:
+        return in_transaction(db, lambda session: _mock_in_tx(session, slug, raw, headers))
+    except TicketingError:
+        raise
+    except Exception as exc:  # before verification, or at commit: never lose it silently
+        received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
+                            headers=notifications.kept_headers(headers), verification="unverified")
+        try:
+            notice: PaymentNotice | None = _mock_notice(raw)
+        except Invalid:
+            notice = None
+        return failed_unverified(db, slug, received, notice, exc)
 
 
 def refund_order(db: Database, settings: Settings, slug: str, order_id: int) -> dict[str, Any]:
