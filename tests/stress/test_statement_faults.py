@@ -1,0 +1,142 @@
+"""A database failure at any statement of a SUCCESS notification rolls it back whole.
+
+`STATEMENTS` is how many statements the path issues for an order of three units (SQLite
+adds its `BEGIN IMMEDIATE` and inserts tickets one row at a time). Each case fails the
+path at one statement index, checks that nothing changed and that the notification was
+kept with outcome `error`, then resends it and checks it is applied exactly once.
+`test_cases_cover_every_statement` fails when the path changes, so the cases follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from tests.audit.books import violations
+from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
+from ticketing.db import Database
+
+STATEMENTS = {"sqlite": 17, "postgresql": 15}
+ITEMS = [(101, 2), (102, 1)]
+
+
+class StatementFault:
+    """Counts the statements an engine runs; raises a driver error at index `fail_at`."""
+
+    def __init__(self, db: Database, fail_at: int | None = None, *, repeat: bool = False) -> None:
+        self.engine, self.fail_at, self.repeat = db.engine, fail_at, repeat
+        self.statements: list[str] = []
+        self.error = db.engine.dialect.loaded_dbapi.OperationalError
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        index = len(self.statements)
+        self.statements.append(" ".join(statement.split())[:90])
+        if self.fail_at is not None and (index == self.fail_at or (self.repeat and index > self.fail_at)):
+            raise self.error(f"injected failure at statement {index}")
+
+    @contextmanager
+    def armed(self) -> Iterator[StatementFault]:
+        event.listen(self.engine, "before_cursor_execute", self)
+        try:
+            yield self
+        finally:
+            event.remove(self.engine, "before_cursor_execute", self)
+
+
+def _dialect(db_url: str) -> str:
+    return "sqlite" if db_url.startswith("sqlite") else "postgresql"
+
+
+def _snapshot(client, order_id: int) -> tuple:
+    detail = client.get(f"/orders/{order_id}", headers=CUSTOMER).json()
+    return (detail["status"], detail["payment_status"], detail["tickets"], detail["transaction_id"],
+            product(client, 101), product(client, 102),
+            client.get("/my/tickets", headers=CUSTOMER).json()["tickets"])
+
+
+def _kept(client) -> list[tuple[str, int]]:
+    rows = client.get("/admin/tenants/default/notifications", headers=OPERATOR).json()
+    return [(n["outcome"], n["http_status"]) for n in rows["notifications"]]
+
+
+def test_cases_cover_every_statement(client, db, db_url):
+    order = place_order(client, items=ITEMS)
+    with StatementFault(db).armed() as counter:
+        assert notify(client, order=order, txn=txn_id()).json()["status"] == "processed"
+    assert len(counter.statements) == STATEMENTS[_dialect(db_url)], "\n".join(
+        f"{i}: {s}" for i, s in enumerate(counter.statements))
+
+
+def _cases():
+    for dialect, count in STATEMENTS.items():
+        for index in range(count):
+            yield pytest.param(dialect, index, id=f"{dialect}-statement{index:02d}")
+
+
+@pytest.mark.parametrize(("db_url", "index"), list(_cases()), indirect=["db_url"])
+def test_failure_at_statement_rolls_back_and_resend_applies_once(client, db, db_url, index):
+    order = place_order(client, items=ITEMS)
+    before = _snapshot(client, order["order_id"])
+    txn = txn_id()
+    with StatementFault(db, index).armed() as fault:
+        failed = notify(client, order=order, txn=txn)
+    assert len(fault.statements) > index
+    assert failed.status_code == 500, (fault.statements[index], failed.text)
+    assert failed.json()["code"] == "internal_error"
+    assert _snapshot(client, order["order_id"]) == before
+    assert _kept(client) == [("error", 500)], fault.statements[index]
+    assert violations(db) == []
+    retry = notify(client, order=order, txn=txn)
+    assert retry.status_code == 200 and retry.json()["status"] == "processed"
+    assert "replayed" not in retry.json() and len(retry.json()["tickets_issued"]) == 3
+    again = notify(client, order=order, txn=txn).json()
+    assert again["replayed"] is True and again["tickets_issued"] == retry.json()["tickets_issued"]
+    assert product(client, 101)["sold"] == 2 and product(client, 102)["sold"] == 1
+    assert len(client.get("/my/tickets", headers=CUSTOMER).json()["tickets"]) == 3
+    assert [o for o, _ in _kept(client)] == ["replayed", "processed", "error"]
+    assert violations(db) == []
+
+
+def test_database_down_for_the_whole_request_keeps_nothing_and_resend_applies(client, db):
+    """When even the error record fails, the answer is still 500 and nothing is half-done."""
+    order = place_order(client, items=ITEMS)
+    before = _snapshot(client, order["order_id"])
+    txn = txn_id()
+    with StatementFault(db, 3, repeat=True).armed():
+        failed = notify(client, order=order, txn=txn)
+    assert failed.status_code == 500
+    assert _snapshot(client, order["order_id"]) == before and _kept(client) == []
+    retry = notify(client, order=order, txn=txn)
+    assert retry.status_code == 200 and retry.json()["status"] == "processed"
+    assert [o for o, _ in _kept(client)] == ["processed"] and violations(db) == []
+
+
+def test_failure_at_commit_keeps_the_notification_and_resend_applies(client, db):
+    order = place_order(client, items=ITEMS)
+    before = _snapshot(client, order["order_id"])
+    txn = txn_id()
+    commits: list[int] = []
+    error = db.engine.dialect.loaded_dbapi.OperationalError
+
+    def fail_first_commit(conn) -> None:
+        commits.append(1)
+        if len(commits) == 1:
+            raise error("injected failure at commit")
+
+    event.listen(db.engine, "commit", fail_first_commit)
+    try:
+        failed = notify(client, order=order, txn=txn)
+    finally:
+        event.remove(db.engine, "commit", fail_first_commit)
+    assert failed.status_code == 500 and failed.json()["code"] == "internal_error"
+    assert _snapshot(client, order["order_id"]) == before
+    kept = client.get("/admin/tenants/default/notifications", headers=OPERATOR).json()
+    [row] = kept["notifications"]
+    assert (row["outcome"], row["verification"], row["gateway_txn_id"]) == ("error", "unverified", txn)
+    assert "injected failure at commit" in row["detail"]
+    retry = notify(client, order=order, txn=txn)
+    assert retry.status_code == 200 and retry.json()["status"] == "processed"
+    assert violations(db) == []
