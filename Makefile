@@ -7,7 +7,7 @@ DEMO_DB    ?= sqlite:///var/ticketing.db
 DEV_TOKEN  ?= dev-admin-token
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-python test-newman lock clean
+.PHONY: install run test test-python test-newman stress lock clean
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ test-python: install
 
 test-newman: install node_modules/.installed
 	bash scripts/newman.sh
+
+stress: install  ## long storms, crash loops and many property examples (pytest -m stress)
+	$(BIN)/python -m pytest -m stress $(PYTEST_ARGS)
 
 lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf /tmp/ticketing-lock && $(PYTHON) -m venv /tmp/ticketing-lock
