@@ -27,6 +27,7 @@ from ticketing.notification.endpoints import router as notification_admin
 from ticketing.order import service as order_service
 from ticketing.order.endpoints import admin as order_admin
 from ticketing.order.endpoints import router as order_router
+from ticketing.payment.admin import router as payment_admin
 from ticketing.payment.endpoints import router as payment_router
 from ticketing.settings import Settings
 from ticketing.tenant.endpoints import router as tenant_admin
@@ -142,7 +143,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_error_handlers(app)
     for router in (order_router, payment_router, ticket_router):
         app.include_router(router, responses=error_responses(401, 403, 404, 409, 413, 422))
-    for router in (tenant_admin, order_admin, notification_admin, faults_router):
+    for router in (tenant_admin, payment_admin, order_admin, notification_admin, faults_router):
         app.include_router(router, responses=error_responses(401, 404, 409, 413, 422))
     app.include_router(ops, responses=error_responses(503))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import structlog
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ticketing.api.deps import DbDep, TenantDep
 from ticketing.kit.errors import error_responses
-from ticketing.payment import flows
+from ticketing.payment import flows, wechat_flow
 from ticketing.payment.schemas import MockNotifyIn, NotifyOut
 
 router = APIRouter(tags=["payments"])
@@ -30,3 +31,30 @@ async def mock_notify(request: Request, db: DbDep, tenant: TenantDep) -> JSONRes
     result = await run_in_threadpool(flows.notify_mock, db, tenant, raw, request.headers)
     return JSONResponse(result.body, status_code=result.http_status)
 
+
+
+_WECHAT_FAIL = {"description": 'not handled; WeChat Pay sends it again: `{"code": "FAIL", '
+                               '"message": ...}`',
+                "content": {"application/json": {"example": {"code": "FAIL",
+                                                             "message": "..."}}}}
+
+
+@router.post(
+    "/tenants/{slug}/payments/wechat/notify",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "handled (also for duplicates); WeChat Pay stops sending"},
+               **{s: _WECHAT_FAIL for s in (400, 401, 403, 404, 409, 500)}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+        "type": "object", "description": "WeChat Pay's envelope, with Wechatpay-* headers"}}},
+        "required": True}},
+)
+async def wechat_notify(slug: str, request: Request, db: DbDep) -> Response:
+    """A WeChat Pay API v3 notification for tenant `slug` (payments and refunds)."""
+    structlog.contextvars.bind_contextvars(tenant=slug[:64])
+    raw = await request.body()
+    result = await run_in_threadpool(wechat_flow.notify_wechat, db, slug, raw, request.headers)
+    status, body = wechat_flow.answer(result)
+    if body is None:
+        return Response(status_code=status)
+    return JSONResponse(body, status_code=status)

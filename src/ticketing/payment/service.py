@@ -183,12 +183,14 @@ def refundable(session: Session, tenant_id: int, order_id: int) -> tuple[Order, 
     raise Conflict(f"Order is {order.status} with no payment to refund", code="not_refundable")
 
 
-def new_refund(session: Session, order: Order, txn: PaymentTransaction, gateway: str) -> Refund:
-    """Record a refund request before the gateway is asked."""
+def new_refund(session: Session, order: Order, txn: PaymentTransaction, gateway: str,
+               out_refund_no: str | None = None) -> Refund:
+    """Record a refund request before the gateway is asked (or one the gateway reported)."""
     now = utcnow()
     refund = Refund(
         tenant_id=order.tenant_id, order_id=order.id, payment_transaction_id=txn.id,
-        gateway=gateway, out_refund_no="RF" + now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(6).upper(),
+        gateway=gateway,
+        out_refund_no=out_refund_no or "RF" + now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(6).upper(),
         amount=txn.amount, status="PROCESSING", created_at=now, updated_at=now,
     )
     session.add(refund)

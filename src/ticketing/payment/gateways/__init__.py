@@ -8,6 +8,7 @@ from ticketing.kit.errors import Conflict
 from ticketing.models import GatewayConfig
 from ticketing.payment.gateways.base import Gateway
 from ticketing.payment.gateways.mock import MockGateway
+from ticketing.payment.gateways.wechat import gateway as wechat
 from ticketing.settings import Settings
 
 Builder = Callable[[GatewayConfig | None, Settings], Gateway]
@@ -18,6 +19,7 @@ def _mock(row: GatewayConfig | None, _settings: Settings) -> Gateway:
 
 
 BUILDERS: dict[str, Builder] = {"mock": _mock}
+BUILDERS["wechat"] = wechat.build
 
 
 def register(name: str, builder: Builder) -> None:
