@@ -103,6 +103,8 @@ class WechatPayFake:
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     platform_certificate_pem: str | None = field(default=None, repr=False)
     base_url: str | None = None
+    # the serial API answers are signed under (None: the public key id)
+    response_serial: str | None = None
 
     def __post_init__(self) -> None:
         if self.platform_key is not None and self.platform_serial and not \
@@ -392,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.send_header("Request-ID", _nonce(16))
-        for name, value in self.fake.signed_headers(raw).items():
+        for name, value in self.fake.signed_headers(raw, serial=self.fake.response_serial).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(raw)

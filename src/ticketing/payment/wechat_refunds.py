@@ -88,15 +88,14 @@ def _apply(session: Session, tenant_id: int, notice: PaymentNotice, out_refund_n
              out_refund_no=out_refund_no, known=refund is not None)
     if order.out_trade_no != notice.out_trade_no:
         return _conflict(order.id, f"refund {out_refund_no} belongs to another order")
-    if refund is None:
-        try:
-            refund = _refund_made_elsewhere(session, tenant_id, order, out_refund_no,
+    try:
+        if refund is None:
+            refund = _refund_made_elsewhere(session, tenant_id, order, notice, out_refund_no,
                                             transaction_id)
-        except Conflict as exc:
-            return _conflict(order.id, exc.message)
-    if notice.amount != refund.amount:
-        return _conflict(order.id, f"refund amount {notice.amount} is not the refund's "
-                                   f"{refund.amount}")
+        elif notice.amount != refund.amount:
+            raise Conflict(f"refund amount {notice.amount} is not the refund's {refund.amount}")
+    except Conflict as exc:
+        return _conflict(order.id, exc.message)
     return _complete(session, tenant_id, order, refund, notice)
 
 
@@ -117,9 +116,13 @@ def _complete(session: Session, tenant_id: int, order: Order, refund: Refund,
                         "processed", order.id)
 
 
-def _refund_made_elsewhere(session: Session, tenant_id: int, order: Order, out_refund_no: str,
+def _refund_made_elsewhere(session: Session, tenant_id: int, order: Order,
+                           notice: PaymentNotice, out_refund_no: str,
                            transaction_id: str | None) -> Refund:
-    """A refund made in the merchant platform: record it against the payment it returns."""
+    """A refund made in the merchant platform: record it against the payment it returns.
+
+    Only whole payments are refunded here; anything else is a conflict for the operator.
+    """
     txns = [t for t in PaymentRepository(session, tenant_id).txns_for_order(order.id)
             if t.status == "SUCCESS" and not t.refunded]
     txn = next((t for t in txns if t.gateway_txn_id == transaction_id), None)
@@ -127,6 +130,8 @@ def _refund_made_elsewhere(session: Session, tenant_id: int, order: Order, out_r
         _order, txn = service.refundable(session, tenant_id, order.id)
     if txn.gateway != NAME:
         raise Conflict(f"the order was paid through {txn.gateway}, not WeChat Pay")
+    if notice.amount != txn.amount:
+        raise Conflict(f"refund amount {notice.amount} is not the payment's {txn.amount}")
     log.warning("wechat.refund.made_elsewhere", tenant_id=tenant_id, order_id=order.id,
                 out_refund_no=out_refund_no, gateway_txn_id=txn.gateway_txn_id)
     return service.new_refund(session, order, txn, NAME, out_refund_no=out_refund_no)
