@@ -318,3 +318,54 @@ class Notification(Base):
     # The request id every log line of this notification's processing carries.
     request_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
+
+
+class Redemption(Base):
+    """Every scan of a ticket at a gate, accepted or refused: who, where, when, what.
+
+    A partial unique index allows one accepted use per client nonce and ticket, so a
+    gate that retries a scan cannot use an entitlement twice.
+    """
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        Index(
+            "uq_redemptions_nonce",
+            "tenant_id", "ticket_id", "nonce",
+            unique=True,
+            postgresql_where=text("accepted"),
+            sqlite_where=text("accepted"),
+        ),
+        Index("ix_redemptions_tenant_time", "tenant_id", "redeemed_at"),
+        Index("ix_redemptions_ticket", "tenant_id", "ticket_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    # NULL when the scanned code names no ticket of this tenant.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    ticket_code: Mapped[str] = mapped_column(String(64))
+    entitlement_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_entitlements.id"))
+    entitlement: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(String(100))
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    # The entitlement's uses left right after an accepted scan (replayed to retries).
+    uses_left: Mapped[int | None] = mapped_column(Integer)
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    redeemed_at: Mapped[datetime]
+
+
+class TicketSigningKey(Base):
+    """A tenant's Ed25519 key pair for signed ticket codes; the private half never leaves."""
+
+    __tablename__ = "ticket_signing_keys"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str] = mapped_column(String(64))
+    private_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -32,6 +32,7 @@ from ticketing.payment.endpoints import router as payment_router
 from ticketing.settings import Settings
 from ticketing.tenant.endpoints import router as tenant_admin
 from ticketing.tenant.schemas import FaultIn
+from ticketing.ticket.admin import router as ticket_admin
 from ticketing.ticket.endpoints import router as ticket_router
 
 log = structlog.get_logger(component="app")
@@ -143,7 +144,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_error_handlers(app)
     for router in (order_router, payment_router, ticket_router):
         app.include_router(router, responses=error_responses(401, 403, 404, 409, 413, 422))
-    for router in (tenant_admin, payment_admin, order_admin, notification_admin, faults_router):
+    for router in (tenant_admin, payment_admin, order_admin, notification_admin, ticket_admin,
+                   faults_router):
         app.include_router(router, responses=error_responses(401, 404, 409, 413, 422))
     app.include_router(ops, responses=error_responses(503))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,

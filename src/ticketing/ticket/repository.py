@@ -1,13 +1,22 @@
-"""Storage of tickets and their entitlements."""
+"""Storage of tickets, their entitlements, their redemptions and the keys that sign them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Row, Select, func, insert
 
+from ticketing.kit.sql import insert_ignoring_conflict
 from ticketing.kit.tenancy import TenantRepository
-from ticketing.models import Ticket, TicketEntitlement
+from ticketing.models import (
+    Order,
+    Redemption,
+    Ticket,
+    TicketEntitlement,
+    TicketSigningKey,
+    User,
+)
 
 
 class TicketRepository(TenantRepository):
@@ -59,3 +68,98 @@ class TicketRepository(TenantRepository):
             .values(status="VOID", voided_at=when)
         )
         return self.session.execute(stmt).rowcount
+
+    def payment_of(self, order_id: int) -> Any | None:
+        """(gateway, transaction_id, paid_at) of the order a ticket was bought in."""
+        stmt = self.select(Order, Order.gateway, Order.transaction_id, Order.paid_at).where(
+            Order.id == order_id)
+        return self.session.execute(stmt).one_or_none()
+
+    def entitlement(self, ticket_id: int, code: str) -> TicketEntitlement | None:
+        stmt = self.select(TicketEntitlement).where(
+            TicketEntitlement.ticket_id == ticket_id, TicketEntitlement.code == code)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def use_once(self, entitlement_id: int, seen_uses_left: int) -> bool:
+        """Compare-and-set: take one use only if nobody took one since we read it."""
+        stmt = (
+            self.update(TicketEntitlement)
+            .where(TicketEntitlement.id == entitlement_id,
+                   TicketEntitlement.uses_left == seen_uses_left,
+                   TicketEntitlement.uses_left > 0)
+            .values(uses_left=TicketEntitlement.uses_left - 1)
+        )
+        return self.session.execute(stmt).rowcount == 1
+
+    def uses_left_in_total(self, ticket_id: int) -> int:
+        stmt = self.select(TicketEntitlement, func.coalesce(func.sum(TicketEntitlement.uses_left), 0)
+                           ).where(TicketEntitlement.ticket_id == ticket_id)
+        return int(self.session.execute(stmt).scalar_one())
+
+    def mark_redeemed(self, ticket_id: int) -> bool:
+        stmt = (self.update(Ticket).where(Ticket.id == ticket_id, Ticket.status == "ACTIVE")
+                .values(status="REDEEMED"))
+        return self.session.execute(stmt).rowcount == 1
+
+
+class RedemptionRepository(TenantRepository):
+    """Scans of one tenant's tickets, accepted and refused."""
+
+    def add(self, **values: Any) -> int:
+        stmt = insert(Redemption).values(tenant_id=self.tenant_id, **values)
+        return self.session.execute(stmt.returning(Redemption.id)).scalar_one()
+
+    def accepted_with_nonce(self, ticket_id: int, nonce: str) -> Redemption | None:
+        stmt = self.select(Redemption).where(
+            Redemption.ticket_id == ticket_id, Redemption.nonce == nonce, Redemption.accepted)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def _rows(self) -> Select[Any]:
+        """Redemptions with their staff member's name and their ticket's order and product."""
+        return (
+            self.select(Redemption, Redemption, User.name, Ticket.order_id, Ticket.product_id)
+            .join(User, User.id == Redemption.staff_user_id)
+            .outerjoin(Ticket, Ticket.id == Redemption.ticket_id)
+        )
+
+    def by_id(self, redemption_id: int) -> Row[Any]:
+        return self.session.execute(self._rows().where(Redemption.id == redemption_id)).one()
+
+    def accepted_for_tickets(self, ticket_ids: list[int]) -> dict[int, list[Row[Any]]]:
+        """Accepted redemptions of each ticket, oldest first."""
+        if not ticket_ids:
+            return {}
+        stmt = (self._rows().where(Redemption.ticket_id.in_(ticket_ids), Redemption.accepted)
+                .order_by(Redemption.id))
+        grouped: dict[int, list[Row[Any]]] = {i: [] for i in ticket_ids}
+        for row in self.session.execute(stmt):
+            grouped[row[0].ticket_id].append(row)
+        return grouped
+
+    def latest(self, *, since: datetime | None, until: datetime | None, location: str | None,
+               product_id: int | None, accepted: bool | None, limit: int) -> list[Row[Any]]:
+        """Scans newest first, narrowed by time window, gate, product and result."""
+        stmt = self._rows().order_by(Redemption.redeemed_at.desc(), Redemption.id.desc())
+        if since is not None:
+            stmt = stmt.where(Redemption.redeemed_at >= since)
+        if until is not None:
+            stmt = stmt.where(Redemption.redeemed_at < until)
+        if location is not None:
+            stmt = stmt.where(Redemption.location == location)
+        if product_id is not None:
+            stmt = stmt.where(Ticket.product_id == product_id)
+        if accepted is not None:
+            stmt = stmt.where(Redemption.accepted == accepted)
+        return list(self.session.execute(stmt.limit(limit)))
+
+
+class SigningKeyRepository(TenantRepository):
+    """A tenant's ticket signing key."""
+
+    def find(self) -> TicketSigningKey | None:
+        return self.session.execute(self.select(TicketSigningKey)).scalar_one_or_none()
+
+    def add_unless_present(self, values: dict[str, Any]) -> None:
+        """Insert the key; a concurrent first insert wins and this one does nothing."""
+        insert_ignoring_conflict(self.session, TicketSigningKey.__table__,
+                                 {"tenant_id": self.tenant_id, **values}, TicketSigningKey.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from ticketing.models import Order, OrderItem, Ticket, TicketEntitlement
 from ticketing.tenant.repository import TenantData
 from ticketing.tenant.service import Caller
 from ticketing.ticket.codes import looks_like_ticket_code, new_ticket_code
-from ticketing.ticket.repository import TicketRepository
+from ticketing.ticket.repository import RedemptionRepository, TicketRepository
 
 
 def issue_for_order(
@@ -66,8 +67,21 @@ def void_for_order(session: Session, order: Order, when: datetime) -> int:
     return TicketRepository(session, order.tenant_id).void_order(order.id, when)
 
 
-def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement]) -> dict[str, Any]:
-    """The contract's JSON form of a ticket."""
+def staff_view(user_id: int, name: str) -> dict[str, Any]:
+    """Who scanned: the staff member's id and name."""
+    return {"user_id": user_id, "name": name}
+
+
+def redemption_view(row: Any) -> dict[str, Any]:
+    """An accepted redemption as a ticket shows it (row: Redemption, staff name, …)."""
+    r = row[0]
+    return {"id": r.id, "entitlement": r.entitlement, "location": r.location,
+            "staff": staff_view(r.staff_user_id, row[1]), "redeemed_at": rfc3339(r.redeemed_at)}
+
+
+def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement],
+                redemptions: Sequence[Any] = ()) -> dict[str, Any]:
+    """The contract's JSON form of a ticket; `redemptions` are accepted ones, oldest first."""
     return {
         "ticket_code": ticket.ticket_code,
         "status": ticket.status,
@@ -79,14 +93,16 @@ def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement]) -> dict[s
             for e in entitlements
         ],
         "issued_at": rfc3339(ticket.issued_at),
-        "redemptions": [],
+        "redemptions": [redemption_view(r) for r in redemptions],
     }
 
 
 def views(session: Session, tenant_id: int, tickets: list[Ticket]) -> list[dict[str, Any]]:
-    """Contract views of several tickets, with two queries in all."""
-    ents = TicketRepository(session, tenant_id).entitlements([t.id for t in tickets])
-    return [ticket_view(t, ents.get(t.id, [])) for t in tickets]
+    """Contract views of several tickets, with three queries in all."""
+    ids = [t.id for t in tickets]
+    ents = TicketRepository(session, tenant_id).entitlements(ids)
+    used = RedemptionRepository(session, tenant_id).accepted_for_tickets(ids)
+    return [ticket_view(t, ents.get(t.id, []), used.get(t.id, [])) for t in tickets]
 
 
 def my_tickets(session: Session, caller: Caller, limit: int = 200) -> list[dict[str, Any]]:
@@ -101,11 +117,22 @@ def order_tickets(session: Session, tenant_id: int, order_id: int) -> list[dict[
     return views(session, tenant_id, tickets)
 
 
-def get_ticket(session: Session, caller: Caller, code: str) -> dict[str, Any]:
-    """One ticket, for its owner or the tenant's staff; 404 otherwise."""
+def visible_ticket(session: Session, caller: Caller, code: str) -> Ticket:
+    """The ticket if the caller owns it or is the tenant's staff; 404 otherwise."""
     ticket = None
     if looks_like_ticket_code(code):
         ticket = TicketRepository(session, caller.tenant_id).by_code(code)
     if ticket is None or (caller.user.role != "staff" and ticket.user_id != caller.user.id):
         raise NotFound("Ticket not found", code="ticket_not_found")
-    return views(session, caller.tenant_id, [ticket])[0]
+    return ticket
+
+
+def get_ticket(session: Session, caller: Caller, code: str) -> dict[str, Any]:
+    """One ticket with its redemptions and the payment that bought it."""
+    ticket = visible_ticket(session, caller, code)
+    paid = TicketRepository(session, caller.tenant_id).payment_of(ticket.order_id)
+    view = views(session, caller.tenant_id, [ticket])[0]
+    view["payment"] = {"gateway": paid.gateway if paid else None,
+                       "transaction_id": paid.transaction_id if paid else None,
+                       "paid_at": rfc3339(paid.paid_at) if paid else None}
+    return view
