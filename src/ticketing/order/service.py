@@ -82,7 +82,9 @@ def create_order(
     for product_id in merged:
         if product_id not in products:
             raise NotFound(f"Product {product_id} not found", code="product_not_found")
-    for product_id, qty in merged.items():
+    # Product rows are locked in one order (by row id) on every path, or two orders
+    # holding the same products in opposite orders deadlock.
+    for product_id, qty in sorted(merged.items(), key=lambda kv: products[kv[0]].id):
         if not repo.reserve(products[product_id].id, qty):
             raise Conflict(f"Not enough stock for product {product_id}",
                            code="insufficient_stock")
@@ -146,9 +148,14 @@ def get_order(session: Session, tenant_id: int, order_id: int, *, owner_id: int 
     return order_view(order, repo.items(order.id), tickets.order_tickets(session, tenant_id, order.id))
 
 
+def by_product_row(items: list[OrderItem]) -> list[OrderItem]:
+    """Items in the order their product rows are locked everywhere (no deadlocks)."""
+    return sorted(items, key=lambda item: item.product_pk)
+
+
 def _paid_side_effects(repo: OrderRepository, order: Order, items: list[OrderItem], current: PayState) -> None:
     sell = repo.sell_reserved if current in PENDING_STATES else repo.sell_free
-    for item in items:
+    for item in by_product_row(items):
         if not sell(item.product_pk, item.quantity):
             if current in PENDING_STATES:  # held stock must be there: the books are wrong
                 raise RuntimeError(f"order {order.id}: held stock missing for item {item.id}")
@@ -202,11 +209,11 @@ def update_order_payment_status(
         _paid_side_effects(repo, order, items, current)
         values.update(paid_at=paid_at or now, transaction_id=transaction_id, gateway=gateway)
     elif pay_state == PayState.CLOSED and current in PENDING_STATES:
-        for item in items:
+        for item in by_product_row(items):
             repo.release(item.product_pk, item.quantity)
     elif pay_state == PayState.REFUNDED:
         tickets.void_for_order(session, order, now)
-        for item in items:
+        for item in by_product_row(items):
             repo.restock(item.product_pk, item.quantity)
     elif pay_state == PayState.PAYING and gateway:
         values["gateway"] = gateway
