@@ -6,6 +6,7 @@ import io
 
 import segno
 
+# Always a full QR code (make_qr), never a Micro QR that phone scanners cannot read.
 # Error correction M survives a scuffed phone screen; 8 px modules and the standard
 # 4-module quiet zone keep gate scanners happy at arm's length.
 ERROR = "m"
@@ -28,6 +29,6 @@ def render(payload: str, kind: str) -> bytes:
     if kind == "txt":
         return payload.encode("ascii")
     out = io.BytesIO()
-    segno.make(payload, error=ERROR, boost_error=False).save(
+    segno.make_qr(payload, error=ERROR, boost_error=False).save(
         out, kind=kind, scale=SCALE, border=BORDER)
     return out.getvalue()
