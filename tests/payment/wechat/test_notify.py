@@ -14,7 +14,7 @@ from tests.payment.wechat.helpers import (
     payment,
     send,
 )
-from tests.wechat_fakes import WechatPayFake, new_transaction_id
+from tests.wechat_fakes import new_transaction_id
 
 
 def _assert_no_body(r) -> None:
@@ -52,7 +52,7 @@ def test_same_notification_twice_issues_tickets_once(wechat, fake):
     txn = new_transaction_id()
     signed = payment(fake, order, txn=txn)
     stock = None
-    for attempt in range(3):
+    for _ in range(3):
         _assert_no_body(send(wechat, signed))
         stock = stock or product(wechat, 101)
         assert product(wechat, 101) == stock

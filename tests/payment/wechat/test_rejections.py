@@ -6,8 +6,15 @@ import time
 
 import pytest
 
-from tests.factories import place_order, product
-from tests.payment.wechat.helpers import admin_order, notifications, paid, payment, send
+from tests.factories import CUSTOMER, place_order, product
+from tests.payment.wechat.helpers import (
+    admin_order,
+    configure,
+    notifications,
+    paid,
+    payment,
+    send,
+)
 
 REFUSED = [  # tamper, HTTP status, verification recorded
     ("body", 401, "failed:bad_signature"),
@@ -93,3 +100,23 @@ def test_refund_for_another_merchant_is_refused(wechat, fake):
     r = send(wechat, fake.notification("REFUND.SUCCESS", plain))
     assert r.status_code == 403
     assert notifications(wechat)[0]["verification"] == "failed:wrong_merchant"
+
+
+def test_service_provider_merchant_is_matched_by_sp_and_sub_mchid(client, fake):
+    assert configure(client, fake, sp_mchid="1900000001", sub_mchid="1900000002"
+                     ).status_code == 200
+    order = place_order(client)
+    ids = dict(sp_mchid="1900000001", sp_appid=fake.appid)
+    other_sub = paid(fake, order, sub_mchid="1900000003", **ids)
+    assert send(client, fake.notification("TRANSACTION.SUCCESS", other_sub)).status_code == 403
+    no_app = paid(fake, order, sub_mchid="1900000002", sp_mchid="1900000001")
+    assert send(client, fake.notification("TRANSACTION.SUCCESS", no_app | {"appid": "wxx"})
+                ).status_code == 403
+    assert admin_order(client, order["order_id"])["payment_status"] == 0
+    mine = paid(fake, order, sub_mchid="1900000002", **ids)
+    assert send(client, fake.notification("TRANSACTION.SUCCESS", mine)).status_code == 204
+    assert admin_order(client, order["order_id"])["payment_status"] == 2
+    r = client.post(f"/orders/{place_order(client)['order_id']}/pay", headers=CUSTOMER,
+                    json={"gateway": "wechat", "payer_openid": "o1"})
+    assert r.status_code == 409 and r.json()["code"] == "wechat_partner_mode_unsupported"
+    assert fake.requests == []
