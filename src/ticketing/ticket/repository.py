@@ -76,6 +76,7 @@ class TicketRepository(TenantRepository):
         return self.session.execute(stmt).one_or_none()
 
     def entitlement(self, ticket_id: int, code: str) -> TicketEntitlement | None:
+        """The ticket's entitlement with this code, if it has one."""
         stmt = self.select(TicketEntitlement).where(
             TicketEntitlement.ticket_id == ticket_id, TicketEntitlement.code == code)
         return self.session.execute(stmt).scalar_one_or_none()
@@ -92,11 +93,13 @@ class TicketRepository(TenantRepository):
         return self.session.execute(stmt).rowcount == 1
 
     def uses_left_in_total(self, ticket_id: int) -> int:
-        stmt = self.select(TicketEntitlement, func.coalesce(func.sum(TicketEntitlement.uses_left), 0)
-                           ).where(TicketEntitlement.ticket_id == ticket_id)
+        """Uses left over all of the ticket's entitlements (0: fully redeemed)."""
+        total = func.coalesce(func.sum(TicketEntitlement.uses_left), 0)
+        stmt = self.select(TicketEntitlement, total).where(TicketEntitlement.ticket_id == ticket_id)
         return int(self.session.execute(stmt).scalar_one())
 
     def mark_redeemed(self, ticket_id: int) -> bool:
+        """ACTIVE -> REDEEMED; False when the ticket was not ACTIVE."""
         stmt = (self.update(Ticket).where(Ticket.id == ticket_id, Ticket.status == "ACTIVE")
                 .values(status="REDEEMED"))
         return self.session.execute(stmt).rowcount == 1
@@ -106,10 +109,12 @@ class RedemptionRepository(TenantRepository):
     """Scans of one tenant's tickets, accepted and refused."""
 
     def add(self, **values: Any) -> int:
+        """Record one scan; its id."""
         stmt = insert(Redemption).values(tenant_id=self.tenant_id, **values)
         return self.session.execute(stmt.returning(Redemption.id)).scalar_one()
 
     def accepted_with_nonce(self, ticket_id: int, nonce: str) -> Redemption | None:
+        """The accepted scan of this ticket that carried `nonce`, if any."""
         stmt = self.select(Redemption).where(
             Redemption.ticket_id == ticket_id, Redemption.nonce == nonce, Redemption.accepted)
         return self.session.execute(stmt).scalar_one_or_none()
@@ -123,6 +128,7 @@ class RedemptionRepository(TenantRepository):
         )
 
     def by_id(self, redemption_id: int) -> Row[Any]:
+        """One scan, with its staff name, order and product."""
         return self.session.execute(self._rows().where(Redemption.id == redemption_id)).one()
 
     def accepted_for_tickets(self, ticket_ids: list[int]) -> dict[int, list[Row[Any]]]:
@@ -157,6 +163,7 @@ class SigningKeyRepository(TenantRepository):
     """A tenant's ticket signing key."""
 
     def find(self) -> TicketSigningKey | None:
+        """The tenant's key, if made yet."""
         return self.session.execute(self.select(TicketSigningKey)).scalar_one_or_none()
 
     def add_unless_present(self, values: dict[str, Any]) -> None:

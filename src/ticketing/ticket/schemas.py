@@ -8,7 +8,8 @@ from ticketing.order.schemas import TicketOut
 
 
 class RedeemIn(BaseModel):
-    entitlement: str = Field(pattern=r"^[a-z0-9_-]{1,32}$", description="an entitlement code, e.g. metro")
+    entitlement: str = Field(pattern=r"^[a-z0-9_-]{1,32}$",
+                             description="an entitlement code, e.g. metro")
     location: str = Field(min_length=1, max_length=100, description="the gate, e.g. Gate 3")
     nonce: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
