@@ -198,6 +198,12 @@ def new_refund(session: Session, order: Order, txn: PaymentTransaction, gateway:
     return refund
 
 
+def _money_still_owed(repo: PaymentRepository, order_id: int, *, txn_pk: int) -> bool:
+    """Whether the order holds another unapplied payment not yet refunded."""
+    return any(t.id != txn_pk and t.status == "SUCCESS" and not t.applied and not t.refunded
+               for t in repo.txns_for_order(order_id))
+
+
 def complete_refund(session: Session, tenant_id: int, refund: Refund, status: str,
                     gateway_refund_id: str | None) -> Order:
     """Apply a refund's final status: SUCCESS returns stock and voids tickets."""
@@ -216,7 +222,8 @@ def complete_refund(session: Session, tenant_id: int, refund: Refund, status: st
         if txn is not None and txn.applied:
             orders.update_order_payment_status(session, tenant_id, order.id, PayState.REFUNDED,
                                                reason=f"refund {refund.out_refund_no}")
-        elif order.needs_refund:
+        elif order.needs_refund and not _money_still_owed(repo, order.id,
+                                                          txn_pk=refund.payment_transaction_id):
             orders.clear_refund_flag(session, order)
     session.flush()
     log.info("refund.updated", tenant_id=tenant_id, order_id=order.id, status=status,
