@@ -85,6 +85,11 @@ CORRUPTIONS = {
                                    "txn_duplicate", "payment mock/"),
     "refund never made": (["UPDATE payment_transactions SET refunded = true WHERE order_id = {paid}"],
                           "refund_record_mismatch", "order {paid}"),
+    "refunded twice": (["INSERT INTO refunds (tenant_id, order_id, payment_transaction_id, gateway, "
+                        "out_refund_no, amount, status, created_at, updated_at) SELECT tenant_id, "
+                        "order_id, payment_transaction_id, gateway, out_refund_no || '-2', amount, "
+                        "status, created_at, updated_at FROM refunds WHERE order_id = {refunded}"],
+                       "refunded_twice", "order {refunded}"),
     "refund lost": (["UPDATE refunds SET status = 'FAILED' WHERE order_id = {refunded}"],
                     "refund_record_mismatch", "order {refunded}"),
     "refunded order, payment kept": (["UPDATE payment_transactions SET refunded = false "

@@ -12,7 +12,7 @@ The rules (per tenant):
   no live ticket; a REFUNDED order's applied payment is refunded and its tickets void;
   `needs_refund` is set exactly when money that was not applied is still unrefunded.
 - payment: a gateway transaction id is recorded once; only SUCCESS payments are applied,
-  only to PAID or REFUNDED orders; `refunded` matches a successful refund.
+  only to PAID or REFUNDED orders; `refunded` matches one successful refund, never two.
 - notification: every stored outcome is one of notification.service.OUTCOMES.
 """
 
@@ -153,6 +153,9 @@ def _payment_violations(repo: AuditRepository, orders: dict[int, Any],
             if t.status != "SUCCESS":
                 yield (f"order {t.order_id}", "payment_applied_not_success",
                        f"{t.gateway}/{t.gateway_txn_id} applied with status {t.status}")
+        if refunds.get(t.id, 0) > 1:
+            yield (f"order {t.order_id}", "refunded_twice",
+                   f"{t.gateway}/{t.gateway_txn_id}: {refunds[t.id]} successful refunds")
         if t.refunded != bool(refunds.get(t.id)):
             yield (f"order {t.order_id}", "refund_record_mismatch",
                    f"{t.gateway}/{t.gateway_txn_id}: refunded={t.refunded} but "
