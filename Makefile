@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 DEMO_DB    ?= sqlite:///var/ticketing.db
 DEV_TOKEN  ?= dev-admin-token
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install run test test-python test-newman stress lock clean
+.PHONY: install run test test-python test-newman stress bench lock clean
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ test-newman: install node_modules/.installed
 
 stress: install  ## long storms, crash loops and many property examples (pytest -m stress)
 	$(BIN)/python -m pytest -m stress $(PYTEST_ARGS)
+
+bench: install  ## throughput vs pgbench and a plain sqlite3 loop (BENCH_ARGS=--history | --profile)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf /tmp/ticketing-lock && $(PYTHON) -m venv /tmp/ticketing-lock

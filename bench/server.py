@@ -1,0 +1,153 @@
+"""The server under test, as in production, and where the machine's CPU went.
+
+`ticketing serve --workers N` with JSON logs at WARNING; CPU seconds of a process
+tree come from /proc, so each run can say how much of the two cores Python, the
+database and the load generator took.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.pgcluster import free_port
+
+TICK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from 3 on: state, ppid, ...
+
+
+def tree_cpu(root: int | None) -> float | None:
+    """CPU seconds of `root` and its descendants, including children it has reaped."""
+    if root is None:
+        return None
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            stats[int(entry)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    if root not in stats:
+        return None
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = stats.get(pid)
+        if fields is None:
+            continue
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        todo.extend(children.get(pid, []))
+    return total / TICK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / TICK, total / TICK
+
+
+class CpuMeter:
+    """CPU seconds spent by named process trees (and the machine) between start and stop."""
+
+    def __init__(self, roots: dict[str, int | None]) -> None:
+        self.roots = roots
+
+    def __enter__(self) -> CpuMeter:
+        self.before = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        self.machine_before = machine_cpu()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        wall = time.perf_counter() - self.started
+        after = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        busy, total = machine_cpu()
+        busy -= self.machine_before[0]
+        self.result = {"wall_seconds": round(wall, 3),
+                       "machine_busy_fraction": round(
+                           busy / max(total - self.machine_before[1], 1e-9), 3),
+                       "machine_busy_seconds": round(busy, 3)}
+        for name, value in after.items():
+            start = self.before.get(name)
+            self.result[f"{name}_cpu_seconds"] = (
+                None if value is None or start is None else round(value - start, 3))
+
+
+class Server:
+    """`ticketing serve` in its production configuration, in a subprocess."""
+
+    def __init__(self, database_url: str, workers: int, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log_path = log_path
+        self.env = {**os.environ, "TICKETING_DATABASE_URL": database_url,
+                    "TICKETING_LOG_FORMAT": "json", "TICKETING_LOG_LEVEL": "WARNING",
+                    "TICKETING_ADMIN_TOKEN": "bench-admin-token", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        """Start and wait until /healthz answers."""
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ticketing.cli.main", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(self.workers)],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()[-3000:]}")
+            if self._healthy():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def _healthy(self) -> bool:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+            conn.request("GET", "/healthz")
+            ok = conn.getresponse().status == 200
+            conn.close()
+            return ok
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (children of the supervisor), or the server itself."""
+        if self.proc is None:
+            return []
+        kids = [int(e) for e in os.listdir("/proc") if e.isdigit()
+                and (f := _stat(int(e))) is not None and int(f[1]) == self.proc.pid]
+        return kids or [self.proc.pid]
+
+    def stop(self) -> None:
+        """SIGTERM the process group; SIGKILL if it lingers."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None
