@@ -108,12 +108,20 @@ def _complete(session: Session, tenant_id: int, order: Order, refund: Refund,
         body = {"status": outcome, "order_id": order.id, "order_status": order.status,
                 "refund_status": refund.status, **({"error": why} if why else {})}
         return NotifyResult(200, body, outcome, order.id)
+    if notice.status == "SUCCESS" and _refunded_elsewhere(session, tenant_id, refund):
+        return _conflict(order.id, "the payment was already refunded by another refund")
     service.complete_refund(session, tenant_id, refund, notice.status, notice.gateway_txn_id)
     log.info("wechat.refund.state_changed", tenant_id=tenant_id, order_id=order.id,
              refund_status=refund.status, order_status=order.status)
     return NotifyResult(200, {"status": "processed", "order_id": order.id,
                               "order_status": order.status, "refund_status": refund.status},
                         "processed", order.id)
+
+
+def _refunded_elsewhere(session: Session, tenant_id: int, refund: Refund) -> bool:
+    """Whether the payment this refund returns was already returned by another refund."""
+    txns = PaymentRepository(session, tenant_id).txns_for_order(refund.order_id)
+    return any(t.id == refund.payment_transaction_id and t.refunded for t in txns)
 
 
 def _refund_made_elsewhere(session: Session, tenant_id: int, order: Order,

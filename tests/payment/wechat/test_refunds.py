@@ -146,3 +146,17 @@ def test_refund_number_of_another_order_is_a_conflict(wechat, fake):
     assert r.status_code == 409
     assert admin_order(wechat, first["order_id"])["status"] == "PAID"
     assert admin_order(wechat, second["order_id"])["status"] == "PAID"
+
+
+def test_a_second_refund_of_the_same_payment_is_a_conflict(wechat, fake):
+    order, txn = _paid_order(wechat, fake)
+    refund = _operator_refund(wechat, order)  # still PROCESSING at WeChat Pay
+    elsewhere = refund_note(fake, order, out_refund_no="MP-FIRST", transaction_id=txn)
+    assert send(wechat, elsewhere).status_code == 204
+    assert admin_order(wechat, order["order_id"])["status"] == "REFUNDED"
+    late = refund_note(fake, order, out_refund_no=refund["out_refund_no"], transaction_id=txn)
+    r = send(wechat, late)
+    assert r.status_code == 409 and "already refunded" in r.json()["message"]
+    assert [s for _no, s, _a, _r in _refunds(wechat, order["order_id"])] == [
+        "PROCESSING", "SUCCESS"]
+    _books_balance(wechat)
