@@ -50,37 +50,65 @@ class BodyLimitMiddleware:
                     await _send_error(send, 413, "payload_too_large",
                                       f"Request body over {self.max_bytes} bytes")
                     return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Any:
-            nonlocal seen
-            try:
-                message = await asyncio.wait_for(receive(), timeout=self.timeout)
-            except TimeoutError:
-                raise _TooLarge("timeout") from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge("size")
-            return message
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        guard = _BodyGuard(receive, send, self.max_bytes, self.timeout)
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge as exc:
-            if started:
+            await self.app(scope, guard.receive, guard.send)
+        except Exception:
+            if guard.refused is None or guard.started:
                 raise
-            if str(exc) == "timeout":
+        if guard.refused is not None and not guard.started:
+            if guard.refused == "timeout":
                 await _send_error(send, 408, "request_timeout", "Request body not received in time")
             else:
                 await _send_error(send, 413, "payload_too_large",
                                   f"Request body over {self.max_bytes} bytes")
+
+
+class _BodyGuard:
+    """The receive/send pair BodyLimitMiddleware hands the app for one request.
+
+    The whole body must arrive within `timeout` seconds of the app asking for it (a
+    deadline, not a per-chunk wait: a byte every few seconds must not hold a
+    connection for hours). Once the body is refused, whatever the app makes of the
+    refusal (FastAPI turns a failed body read into a 400) is dropped for our answer.
+    """
+
+    def __init__(self, receive: Any, send: Any, max_bytes: int, timeout: float) -> None:
+        self._receive, self._send = receive, send
+        self.max_bytes, self.timeout = max_bytes, timeout
+        self.seen, self.deadline, self.done = 0, None, False
+        self.refused: str | None = None  # "size" or "timeout"
+        self.started = False
+
+    def _refuse(self, why: str) -> _TooLarge:
+        self.refused = why
+        return _TooLarge(why)
+
+    async def receive(self) -> Any:
+        if self.done:  # body complete: later receives wait for the disconnect, untimed
+            return await self._receive()
+        if self.refused is not None:
+            raise _TooLarge(self.refused)
+        now = asyncio.get_running_loop().time()
+        if self.deadline is None:
+            self.deadline = now + self.timeout
+        try:
+            message = await asyncio.wait_for(self._receive(), timeout=max(self.deadline - now, 0))
+        except TimeoutError:
+            raise self._refuse("timeout") from None
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.max_bytes:
+                raise self._refuse("size")
+            self.done = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Any) -> None:
+        if self.refused is not None and not self.started:
+            return  # the app's answer to a refused body; ours goes out instead
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 class RequestLogMiddleware:
