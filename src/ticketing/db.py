@@ -10,7 +10,7 @@ transactions, so concurrent writers queue for the lock instead of failing with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +19,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 READONLY = "ticketing_readonly"
+_LAST = "ticketing_run_last"
+
+
+def run_last(session: Session, work: Callable[[Session], None]) -> None:
+    """Queue `work` to run as the transaction's last statements, just before COMMIT.
+
+    A hot row (a product's stock counters, touched by every sale of it) stays locked
+    from its UPDATE until COMMIT; updating it last holds that lock for one statement
+    and the commit instead of the whole transaction.
+    """
+    session.info.setdefault(_LAST, []).append(work)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -93,6 +104,8 @@ class Database:
         with factory() as session:
             with session.begin():
                 yield session
+                for work in session.info.pop(_LAST, ()):
+                    work(session)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

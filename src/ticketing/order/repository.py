@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ticketing.db import run_last
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -50,28 +51,28 @@ class OrderRepository(TenantRepository):
             product_pk, Product.stock - Product.reserved >= qty, reserved=Product.reserved + qty
         )
 
-    def release(self, product_pk: int, qty: int) -> bool:
-        """Give back units an unpaid order held."""
-        return self._stock(product_pk, Product.reserved >= qty, reserved=Product.reserved - qty)
+    def move_stock_last(self, product_pk: int, *, reserved: int = 0, stock: int = 0,
+                        sold: int = 0) -> None:
+        """Queue a change of a product's counters for the end of the transaction.
 
-    def sell_reserved(self, product_pk: int, qty: int) -> bool:
-        """Turn held units into sold ones: the one stock deduction of a payment."""
-        return self._stock(
-            product_pk, Product.reserved >= qty,
-            reserved=Product.reserved - qty, stock=Product.stock - qty, sold=Product.sold + qty,
-        )
+        Moves of one transaction are summed per product and applied just before COMMIT,
+        in product-row order (no deadlocks), so the hot row is locked only briefly. The
+        CHECK constraints on products refuse a move that would make a counter negative.
+        """
+        moves = self.session.info.get(_STOCK_MOVES)
+        if moves is None:
+            moves = self.session.info[_STOCK_MOVES] = {}
+            run_last(self.session, _apply_stock_moves)
+        delta = moves.setdefault((self.tenant_id, product_pk), [0, 0, 0])
+        delta[0] += reserved
+        delta[1] += stock
+        delta[2] += sold
 
     def sell_free(self, product_pk: int, qty: int) -> bool:
         """Sell units that were not held (a late payment for a closed order)."""
         return self._stock(
             product_pk, Product.stock - Product.reserved >= qty,
             stock=Product.stock - qty, sold=Product.sold + qty,
-        )
-
-    def restock(self, product_pk: int, qty: int) -> bool:
-        """Return sold units to stock (refund)."""
-        return self._stock(
-            product_pk, Product.sold >= qty, stock=Product.stock + qty, sold=Product.sold - qty
         )
 
     def set_state(self, order: Order, expected: int, **values: Any) -> bool:
@@ -93,6 +94,26 @@ class OrderRepository(TenantRepository):
             tenant_id=self.tenant_id, order_id=order_id, from_state=from_state,
             to_state=to_state, accepted=accepted, reason=reason[:200], created_at=when,
         ))
+
+
+_STOCK_MOVES = "ticketing_stock_moves"
+
+
+def _apply_stock_moves(session: Session) -> None:
+    moves = session.info.pop(_STOCK_MOVES, {})
+    for (tenant_id, product_pk), (reserved, stock, sold) in sorted(
+        moves.items(), key=lambda kv: kv[0][1]
+    ):
+        if not (reserved or stock or sold):
+            continue
+        stmt = (
+            update(Product)
+            .where(Product.tenant_id == tenant_id, Product.id == product_pk)
+            .values(reserved=Product.reserved + reserved, stock=Product.stock + stock,
+                    sold=Product.sold + sold)
+        )
+        if session.execute(stmt).rowcount != 1:
+            raise RuntimeError(f"product {product_pk} vanished under a stock move")
 
 
 def pending_orders_due(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:

@@ -82,12 +82,6 @@ def create_order(
     for product_id in merged:
         if product_id not in products:
             raise NotFound(f"Product {product_id} not found", code="product_not_found")
-    # Product rows are locked in one order (by row id) on every path, or two orders
-    # holding the same products in opposite orders deadlock.
-    for product_id, qty in sorted(merged.items(), key=lambda kv: products[kv[0]].id):
-        if not repo.reserve(products[product_id].id, qty):
-            raise Conflict(f"Not enough stock for product {product_id}",
-                           code="insufficient_stock")
     now = utcnow()
     total = sum(products[pid].price * qty for pid, qty in merged.items())
     if total > 10**12:
@@ -109,6 +103,13 @@ def create_order(
         }
         for pid, qty in merged.items()
     ])
+    # Holding stock is the last statement: the product row, which every order for it
+    # touches, stays locked only until COMMIT. Rows are locked in row-id order on every
+    # path, or two orders naming the same products in opposite orders deadlock.
+    for product_id, qty in sorted(merged.items(), key=lambda kv: products[kv[0]].id):
+        if not repo.reserve(products[product_id].id, qty):
+            raise Conflict(f"Not enough stock for product {product_id}",
+                           code="insufficient_stock")
     ORDERS_CREATED.inc()
     log.info("order.created", tenant_id=caller.tenant_id, order_id=order.id, total=total)
     return order, rows
@@ -154,11 +155,13 @@ def by_product_row(items: list[OrderItem]) -> list[OrderItem]:
 
 
 def _paid_side_effects(repo: OrderRepository, order: Order, items: list[OrderItem], current: PayState) -> None:
-    sell = repo.sell_reserved if current in PENDING_STATES else repo.sell_free
-    for item in by_product_row(items):
-        if not sell(item.product_pk, item.quantity):
-            if current in PENDING_STATES:  # held stock must be there: the books are wrong
-                raise RuntimeError(f"order {order.id}: held stock missing for item {item.id}")
+    if current in PENDING_STATES:  # held units become sold: the one deduction of a payment
+        for item in items:
+            repo.move_stock_last(item.product_pk, reserved=-item.quantity,
+                                 stock=-item.quantity, sold=item.quantity)
+        return
+    for item in by_product_row(items):  # a closed order: its units must be free now
+        if not repo.sell_free(item.product_pk, item.quantity):
             raise StockGone("The order's stock was sold after it closed")
 
 
@@ -209,12 +212,12 @@ def update_order_payment_status(
         _paid_side_effects(repo, order, items, current)
         values.update(paid_at=paid_at or now, transaction_id=transaction_id, gateway=gateway)
     elif pay_state == PayState.CLOSED and current in PENDING_STATES:
-        for item in by_product_row(items):
-            repo.release(item.product_pk, item.quantity)
+        for item in items:
+            repo.move_stock_last(item.product_pk, reserved=-item.quantity)
     elif pay_state == PayState.REFUNDED:
         tickets.void_for_order(session, order, now)
-        for item in by_product_row(items):
-            repo.restock(item.product_pk, item.quantity)
+        for item in items:
+            repo.move_stock_last(item.product_pk, stock=item.quantity, sold=-item.quantity)
     elif pay_state == PayState.PAYING and gateway:
         values["gateway"] = gateway
     if not repo.set_state(order, int(current), **values):
