@@ -31,8 +31,7 @@ from ticketing.payment.gateways.wechat import crypto, resource
 from ticketing.payment.gateways.wechat.config import NAME, WechatConfig
 from ticketing.payment.service import NotifyResult
 from ticketing.payment.wechat_refunds import apply_refund
-from ticketing.tenant.repository import tenant_by_slug
-from ticketing.tenant.service import gateway_config
+from ticketing.tenant.service import find_tenant, gateway_config
 
 log = structlog.get_logger(component="wechat")
 
@@ -96,7 +95,7 @@ def _peek_event_type(raw: bytes) -> str:
 
 def _in_transaction(session: Session, slug: str, raw: bytes, headers: Mapping[str, str],
                     received: Received) -> NotifyResult:
-    tenant = tenant_by_slug(session, slug)
+    tenant = find_tenant(session, slug)
     if tenant is None:  # nothing to record it under
         log.warning("wechat.notification.unknown_tenant", tenant=slug)
         return NotifyResult(404, fail_body("Unknown merchant"), "not_found")

@@ -23,9 +23,26 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Tenants are never changed or removed once created, so each process remembers them:
+# one query less on every request. Keyed by database too (tests use many databases).
+_tenants: dict[tuple[str, str], Tenant] = {}
+
+
+def find_tenant(session: Session, slug: str) -> Tenant | None:
+    """The tenant with this slug, if any (remembered once found)."""
+    key = (str(session.get_bind().url), slug)
+    tenant = _tenants.get(key)
+    if tenant is None:
+        tenant = tenant_by_slug(session, slug)
+        if tenant is not None:
+            session.expunge(tenant)
+            _tenants[key] = tenant
+    return tenant
+
+
 def get_tenant(session: Session, slug: str) -> Tenant:
     """The tenant named by `slug`, or 404."""
-    tenant = tenant_by_slug(session, slug)
+    tenant = find_tenant(session, slug)
     if tenant is None:
         raise NotFound("Tenant not found", code="tenant_not_found")
     return tenant
