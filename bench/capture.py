@@ -29,6 +29,7 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2: ha
     from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
+from bench.server import backends_cpu, backends_delta
 from ticketing.api.app import create_app
 from ticketing.db import Database
 from ticketing.settings import Settings
@@ -141,11 +142,14 @@ def per_request(url: str, requests: list[Request], *, warmup: int = 5) -> dict[s
         seen = len(_client_messages(trace)) if trace else 0
         each: list[list[Statement]] = []
         walls: list[float] = []
+        dbname = db.engine.url.database if db.dialect == "postgresql" else None
+        pg_cpu = backends_cpu(dbname) if dbname else None
         for request in requests[warmup:]:
             started = time.perf_counter()
             _send(client, request)
             walls.append(time.perf_counter() - started)
             each.append(log.take())
+        pg_cpu = None if pg_cpu is None else backends_delta(pg_cpu, backends_cpu(dbname))
         sent = Counter(_client_messages(trace)[seen:]) if trace else None
     counted = len(each)
     statements = [s for one in each for s in one]
@@ -159,6 +163,8 @@ def per_request(url: str, requests: list[Request], *, warmup: int = 5) -> dict[s
         "round_trips_per_request": (round((sent["Query"] + sent["Sync"]) / counted, 2)
                                     if sent is not None else None),
         "in_process_ms_median": round(statistics.median(walls) * 1000, 3),
+        # the database's own CPU per request, one request at a time (no lock waits)
+        "postgres_cpu_ms_alone": None if pg_cpu is None else round(pg_cpu * 1000 / counted, 3),
         "hot_row_statements_before_commit": (statistics.median(h[0] for h in holds)
                                              if holds else None),
         "hot_row_hold_ms_median": (round(statistics.median(h[1] for h in holds) * 1000, 3)

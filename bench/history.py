@@ -163,7 +163,9 @@ def run(pg: Postgres, opts: Options, big: int) -> dict[str, Any]:
             for d in dbs.values():
                 warm_up(d["server"], d["db"], d["bench"], opts)
         for r in range(opts.reps):
-            for label, d in dbs.items():
+            # small first, then big first: neither always runs on the warmer machine
+            for label in (("small", "big") if r % 2 == 0 else ("big", "small")):
+                d = dbs[label]
                 rep = service_rep(d["server"], d["db"], d["bench"], opts, f"h{label}{r}",
                                   pg, f"bench_history_{label}")
                 d["reps"].append(rep)

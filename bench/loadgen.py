@@ -122,9 +122,10 @@ async def _run(spec: dict[str, Any], requests: list[bytes]) -> dict[str, Any]:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     stop_at = started + float(spec["seconds"])
+    targets = spec["targets"]  # connection i goes to target i mod len(targets)
     await asyncio.gather(*(
-        _connection(spec["host"], int(spec["port"]), source, stop_at, rec)
-        for _ in range(int(spec["connections"]))))
+        _connection(*targets[i % len(targets)], source, stop_at, rec)
+        for i in range(int(spec["connections"]))))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     elapsed = max(rec.last_done, started + 1e-9) - started
     ordered = sorted(rec.latencies)
@@ -158,15 +159,20 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def spawn(base_url: str, requests: list[bytes], *, connections: int, seconds: float,
-          cycle_requests: bool = False, expect: str | None = None) -> dict[str, Any]:
-    """Run the load generator in a separate process against `base_url`; its result."""
-    host, _, port = base_url.removeprefix("http://").rstrip("/").partition(":")
+def spawn(base_url: str | list[str], requests: list[bytes], *, connections: int,
+          seconds: float, cycle_requests: bool = False,
+          expect: str | None = None) -> dict[str, Any]:
+    """Run the load generator in a separate process; connections spread over the URLs."""
+    urls = [base_url] if isinstance(base_url, str) else base_url
+    targets = []
+    for url in urls:
+        host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+        targets.append([host, int(port or 80)])
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         req_path, spec_path = Path(tmp) / "requests.pickle", Path(tmp) / "spec.json"
         req_path.write_bytes(pickle.dumps(requests))
         spec_path.write_text(json.dumps({
-            "host": host, "port": int(port or 80), "connections": connections,
+            "targets": targets, "connections": connections,
             "seconds": seconds, "requests_path": str(req_path), "cycle": cycle_requests,
             "expect": expect}))
         root = Path(__file__).resolve().parent.parent

@@ -7,6 +7,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,16 +34,24 @@ class Options:
     workers: int
 
 
-def load(server: Server, requests: list[seed.Request], opts: Options, *, cycle: bool,
-         pg: Postgres | None = None, dbname: str | None = None, expect: str | None = None,
-         seconds: float | None = None) -> dict[str, Any]:
-    """Run the load generator against `server`; throughput, latency, CPU per request."""
-    roots = {"server": server.pid, "postgres": pg.postmaster_pid if pg else None}
+def load(server: Server | list[Server], requests: list[seed.Request], opts: Options, *,
+         cycle: bool, pg: Postgres | None = None, dbname: str | None = None,
+         expect: str | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """Load one server (or several, connections split): rates, latency, CPU, connection spread."""
+    servers = server if isinstance(server, list) else [server]
+    roots = {"server": [s.pid for s in servers],
+             "postgres": [pg.postmaster_pid if pg else None]}
     sampler = (WaitSampler(pg.conninfo(dbname), dbname) if pg and dbname else nullcontext())
-    with CpuMeter(roots) as cpu, sampler:
-        result = loadgen.spawn(server.base_url, seed.rendered(requests),
+    spread: list[list[int]] = []
+    peek = threading.Timer(1.0, lambda: spread.append(
+        sorted((n for s in servers for n in s.connections_per_worker()), reverse=True)))
+    with CpuMeter(roots, dbname) as cpu, sampler:
+        peek.start()
+        result = loadgen.spawn([s.base_url for s in servers], seed.rendered(requests),
                                connections=opts.clients, seconds=seconds or opts.seconds,
                                cycle_requests=cycle, expect=expect)
+        peek.cancel()
+    result["connections_per_worker"] = spread[0] if spread else None
     done = max(result["requests"], 1)
     used = cpu.result
     known = sum(used.get(k) or 0 for k in ("server_cpu_seconds", "postgres_cpu_seconds"))
@@ -50,6 +59,7 @@ def load(server: Server, requests: list[seed.Request], opts: Options, *, cycle: 
         **used,
         "server_ms_per_request": _per(used.get("server_cpu_seconds"), done),
         "postgres_ms_per_request": _per(used.get("postgres_cpu_seconds"), done),
+        "backends_ms_per_request": _per(used.get("backends_cpu_seconds"), done),
         "client_ms_per_request": _per(result["client_cpu_seconds"], done),
         # CPU of everything else on the machine: the noise this run had to share cores with
         "other_cpu_seconds": round(used["machine_busy_seconds"] - known

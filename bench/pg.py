@@ -18,6 +18,11 @@ from sqlalchemy.engine import make_url
 
 from tests.pgcluster import Cluster, _tool
 
+STATEMENT_STATS = (
+    "SELECT calls, total_exec_time, total_plan_time, "
+    "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM pg_stat_statements "
+    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND query NOT LIKE '%pg_stat%' ORDER BY total_exec_time + total_plan_time DESC LIMIT 15")
 SETTINGS = ("server_version", "fsync", "synchronous_commit", "wal_sync_method",
             "shared_buffers", "max_connections", "full_page_writes")
 
@@ -65,6 +70,37 @@ class Postgres:
         rows = self.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)",
                             (list(SETTINGS),))
         return {name: f"{setting}{unit or ''}" for name, setting, unit in rows}
+
+    def with_statement_stats(self) -> bool:
+        """Restart the throwaway cluster with pg_stat_statements loaded (profile mode only).
+
+        pg_ctl restart keeps the cluster's command-line options; ALTER SYSTEM adds the
+        library. A server this benchmark did not start is left as it is.
+        """
+        if self.cluster is None:
+            return False
+        self.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        self.cluster._run(_tool("pg_ctl"), "-D", str(self.cluster.data), "-l",
+                          str(self.cluster.base / "log"), "-w", "-t", "60", "restart")
+        self.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        self.execute("SELECT pg_reload_conf()")
+        return True
+
+    def statement_stats(self, dbname: str, *, reset: bool = False,
+                        per: int = 1) -> list[dict[str, Any]] | None:
+        """Time each statement took inside the database (execution includes lock waits)."""
+        try:
+            self.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=dbname)
+            if reset:
+                self.execute("SELECT pg_stat_statements_reset()", dbname=dbname)
+                return []
+            rows = self.execute(STATEMENT_STATS, dbname=dbname)
+        except psycopg.Error:
+            return None  # the library is not loaded on this server
+        return [{"calls": calls, "exec_ms_per_request": round(float(ex) / max(per, 1), 3),
+                 "plan_ms_per_request": round(float(pl) / max(per, 1), 3),
+                 "mean_exec_ms": round(float(ex) / max(calls, 1), 3), "statement": query}
+                for calls, ex, pl, query in rows]
 
     @property
     def postmaster_pid(self) -> int | None:

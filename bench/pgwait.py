@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-QUERY = ("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+QUERY = ("SELECT state, wait_event_type, wait_event, left(query, 60) FROM pg_stat_activity "
          "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
 
 
@@ -29,6 +29,7 @@ class WaitSampler:
     def __init__(self, conninfo: str, dbname: str, interval: float = 0.05) -> None:
         self.conninfo, self.dbname, self.interval = conninfo, dbname, interval
         self.counts: Counter[str] = Counter()
+        self.blocked: Counter[str] = Counter()  # statements waiting for a lock
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pg-wait-sampler", daemon=True)
@@ -36,8 +37,10 @@ class WaitSampler:
     def _run(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             while not self._stop.wait(self.interval):
-                for row in conn.execute(QUERY, (self.dbname,)).fetchall():
-                    self.counts[_bucket(*row)] += 1
+                for state, wait_type, wait, query in conn.execute(QUERY, (self.dbname,)):
+                    self.counts[_bucket(state, wait_type, wait)] += 1
+                    if wait_type == "Lock":
+                        self.blocked[" ".join((query or "").split())] += 1
                 self.samples += 1
 
     def __enter__(self) -> WaitSampler:
@@ -52,4 +55,5 @@ class WaitSampler:
         """Average backends per sample in each state, busiest first."""
         n = max(self.samples, 1)
         return {"samples": self.samples,
-                "backends": {k: round(v / n, 2) for k, v in self.counts.most_common()}}
+                "backends": {k: round(v / n, 2) for k, v in self.counts.most_common()},
+                "waiting_for_a_lock": {k: round(v / n, 2) for k, v in self.blocked.most_common(5)}}

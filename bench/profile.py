@@ -133,17 +133,21 @@ def profiled(server: Server, requests: list[seed.Request], opts: Options, name: 
              *, cycle: bool, pg: Postgres, expect: str | None = None) -> dict[str, Any]:
     """One load with py-spy attached; the load's figures and the profile's summary."""
     raw = log_dir() / f"profile-{name}.txt"
+    pg.statement_stats(DBNAME, reset=True)
     recorder = spy(server, opts.seconds, raw)
     result = load(server, requests, opts, cycle=cycle, pg=pg, dbname=DBNAME, expect=expect)
     _, err = recorder.communicate(timeout=opts.seconds + 60)
     if recorder.returncode != 0 or not raw.exists():
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-2000:]}")
     return {"load": result, "profile": summarize(raw, opts.seconds, result["requests"]),
+            # time inside PostgreSQL per statement; an UPDATE's includes waiting for its row
+            "database_statements": pg.statement_stats(DBNAME, per=result["requests"]),
             "raw_profile": str(raw)}
 
 
 def run(pg: Postgres, opts: Options) -> dict[str, Any]:
     """Counts, profiles of the three request kinds, and the worker sweep."""
+    pg.with_statement_stats()
     bench = seed.prepare(pg.recreate(DBNAME))
     db = bench.database()
     out: dict[str, Any] = {"per_request": per_request_counts(db, bench)}
@@ -161,16 +165,23 @@ def run(pg: Postgres, opts: Options) -> dict[str, Any]:
     finally:
         server.stop()
     out["workers"] = {}
-    for n in (1, 2, 3, 4):
-        server = Server(bench.url, n, log_dir() / f"server-workers-{n}.log").start()
+    # 1-4 workers sharing one listening socket, then the same two processes as two
+    # servers with the connections split evenly: what spreading the load would give.
+    layouts = [(str(n), [n]) for n in (1, 2, 3, 4)] + [("2 servers x 1 worker, split", [1, 1])]
+    for label, workers in layouts:
+        servers = [Server(bench.url, n, log_dir() / f"server-workers-{label[0]}-{i}.log").start()
+                   for i, n in enumerate(workers)]
         try:
-            warm_up(server, db, bench, opts)
-            rep = service_rep(server, db, bench, opts, f"w{n}", pg, DBNAME)
+            warm_up(servers, db, bench, opts)
+            rep = service_rep(servers, db, bench, opts, f"w{len(out['workers'])}", pg, DBNAME)
         finally:
-            server.stop()
-        out["workers"][str(n)] = {k: {m: rep[k][m] for m in ("per_second", "p50_ms", "p99_ms")}
-                                  for k in ("orders", "notifications")}
-        print(f"[workers {n}] orders {rep['orders']['per_second']}/s, "
-              f"notifications {rep['notifications']['per_second']}/s", flush=True)
+            for server in servers:
+                server.stop()
+        out["workers"][label] = {k: {m: rep[k][m] for m in ("per_second", "p50_ms", "p99_ms",
+                                                           "connections_per_worker")}
+                                 for k in ("orders", "notifications")}
+        print(f"[workers {label}] orders {rep['orders']['per_second']}/s, notifications "
+              f"{rep['notifications']['per_second']}/s, connections per worker "
+              f"{rep['notifications']['connections_per_worker']}", flush=True)
     db.dispose()
     return out

@@ -151,7 +151,36 @@ def report(results: dict[str, Any]) -> None:
         print(f"  {name:<38} {r['value']:>8}" + (f"  (target {target}){mark}" if target else ""))
     for suite in ("postgresql", "sqlite"):
         if suite in results:
-            print(f"  invariants after {suite}: {'ok' if results[suite]['check']['ok'] else 'FAILED'}")
+            ok = results[suite]["check"]["ok"]
+            print(f"  invariants after {suite}: {'ok' if ok else 'FAILED'}")
+
+
+def report_history(h: dict[str, Any]) -> None:
+    """Notification throughput with a million orders of history against a thousand."""
+    for label in ("small", "big"):
+        m = h[label]["median"]["notifications"]
+        print(f"  {h[label]['history_orders']:>9} orders of history ({h[label]['database_size']}): "
+              f"{m['per_second']} notifications/s, p99 {m['p99_ms']} ms, invariants "
+              f"{'ok' if h[label]['check']['ok'] else 'FAILED'}")
+    r = h["notifications_big_vs_small"]
+    print(f"  big / small: {r['value']} (per repetition {r['per_rep']}; target {r['target']}"
+          f"{', met' if r['met'] else ', NOT met'})")
+
+
+def report_profile(p: dict[str, Any]) -> None:
+    """Python CPU per request and the layers it goes to; the worker sweep."""
+    for kind in ("notifications", "orders", "my_tickets"):
+        prof = p[kind]["profile"]
+        print(f"  {kind}: {p[kind]['load']['per_second']}/s, Python CPU "
+              f"{prof['python_cpu_ms_per_request']} ms/request")
+        for layer, pct in list(prof["layers_percent"].items())[:6]:
+            print(f"      {pct:>5}%  {layer}")
+        for st in (p[kind]["database_statements"] or [])[:3]:
+            print(f"      {st['exec_ms_per_request']:>7} ms/request in the database "
+                  f"(mean {st['mean_exec_ms']} ms x {st['calls']}): {st['statement'][:60]}")
+    for n, row in p["workers"].items():
+        print(f"  {n} worker(s): notifications {row['notifications']['per_second']}/s "
+              f"(p99 {row['notifications']['p99_ms']} ms), orders {row['orders']['per_second']}/s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         pg.stop()
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     path = write(results, mode)
-    if mode == "default":
-        report(results)
+    {"default": report, "history": lambda r: report_history(r["history"]),
+     "profile": lambda r: report_profile(r["profile"])}[mode](results)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
 

@@ -60,27 +60,70 @@ def machine_cpu() -> tuple[float, float]:
     return (total - idle) / TICK, total / TICK
 
 
-class CpuMeter:
-    """CPU seconds spent by named process trees (and the machine) between start and stop."""
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
-    def __init__(self, roots: dict[str, int | None]) -> None:
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def backends_cpu(dbname: str) -> dict[int, float]:
+    """CPU seconds of each backend serving `dbname`: the database's cost of what it was sent."""
+    marker = f" {dbname} ".encode()
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _cmdline(int(entry)).startswith(b"postgres: ") \
+                and marker in _cmdline(int(entry)).replace(b"\0", b" ") + b" ":
+            fields = _stat(int(entry))
+            if fields is not None:
+                out[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def backends_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the backends spent between two `backends_cpu` readings (new backends in full)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def trees_cpu(roots: list[int | None]) -> float | None:
+    """CPU seconds of several process trees together (None if any is unknown)."""
+    values = [tree_cpu(pid) for pid in roots]
+    return None if not values or None in values else sum(values)  # type: ignore[arg-type]
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of process trees (and the machine) meanwhile."""
+
+    def __init__(self, roots: dict[str, list[int | None]], dbname: str | None = None) -> None:
         self.roots = roots
+        self.dbname = dbname  # also count the backends serving this database alone
 
     def __enter__(self) -> CpuMeter:
-        self.before = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        self.before = {name: trees_cpu(pids) for name, pids in self.roots.items()}
+        self.backends = backends_cpu(self.dbname) if self.dbname else {}
         self.machine_before = machine_cpu()
         self.started = time.perf_counter()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         wall = time.perf_counter() - self.started
-        after = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        after = {name: trees_cpu(pids) for name, pids in self.roots.items()}
         busy, total = machine_cpu()
         busy -= self.machine_before[0]
         self.result = {"wall_seconds": round(wall, 3),
                        "machine_busy_fraction": round(
                            busy / max(total - self.machine_before[1], 1e-9), 3),
                        "machine_busy_seconds": round(busy, 3)}
+        if self.dbname:
+            self.result["backends_cpu_seconds"] = round(
+                backends_delta(self.backends, backends_cpu(self.dbname)), 3)
         for name, value in after.items():
             start = self.before.get(name)
             self.result[f"{name}_cpu_seconds"] = (
@@ -132,12 +175,34 @@ class Server:
         return self.proc.pid if self.proc else None
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn worker processes (children of the supervisor), or the server itself."""
+        """The uvicorn workers (the supervisor's children, its resource tracker aside)."""
         if self.proc is None:
             return []
         kids = [int(e) for e in os.listdir("/proc") if e.isdigit()
-                and (f := _stat(int(e))) is not None and int(f[1]) == self.proc.pid]
+                and (f := _stat(int(e))) is not None and int(f[1]) == self.proc.pid
+                and b"resource_tracker" not in _cmdline(int(e))]
         return kids or [self.proc.pid]
+
+    def connections_per_worker(self) -> list[int]:
+        """Client connections each worker holds right now, busiest first.
+
+        Workers share one listening socket; whoever wakes first accepts, so a fixed set
+        of keep-alive connections may all land on one worker.
+        """
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == self.port:
+                    inodes.add(f"socket:[{fields[9]}]")
+        counts = []
+        for pid in self.worker_pids():
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+                counts.append(sum(_readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds))
+            except OSError:
+                counts.append(0)
+        return sorted(counts, reverse=True)
 
     def stop(self) -> None:
         """SIGTERM the process group; SIGKILL if it lingers."""

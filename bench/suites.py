@@ -16,13 +16,16 @@ from typing import Any
 from bench import capture, seed
 from bench.measure import Options, check_invariants, load, log_dir, median, timed
 from bench.pg import Postgres
-from bench.server import Server
+from bench.server import CpuMeter, Server
 from ticketing.db import Database
 
 SERVICE_DB, PGBENCH_DB = "bench_service", "bench_pgbench"
 
 
-def warm_up(server: Server, db: Database, bench: seed.Bench, opts: Options) -> None:
+Servers = Server | list[Server]
+
+
+def warm_up(server: Servers, db: Database, bench: seed.Bench, opts: Options) -> None:
     """A few seconds of each request kind: pools filled, statement caches compiled."""
     mark = seed.last_order_id(db)
     load(server, seed.order_requests(), opts, cycle=True, seconds=3)
@@ -31,9 +34,9 @@ def warm_up(server: Server, db: Database, bench: seed.Bench, opts: Options) -> N
     load(server, seed.ticket_requests(), opts, cycle=True, seconds=3)
 
 
-def service_rep(server: Server, db: Database, bench: seed.Bench, opts: Options, tag: str,
+def service_rep(server: Servers, db: Database, bench: seed.Bench, opts: Options, tag: str,
                 pg: Postgres | None = None, dbname: str | None = None) -> dict[str, Any]:
-    """Orders for `seconds`, then one notification per order just placed, then tickets."""
+    """Orders for `seconds`, then one notification per order just placed."""
     mark = seed.last_order_id(db)
     rep = {"orders": load(server, seed.order_requests(), opts, cycle=True, pg=pg, dbname=dbname)}
     pending = seed.pending_after(db, bench.tenant_id, mark)
@@ -57,9 +60,8 @@ def postgresql(pg: Postgres, opts: Options, scale: int) -> dict[str, Any]:
             warm_up(server, db, bench, opts)
             pg.pgbench(PGBENCH_DB, opts.clients, 3)
         for r in range(opts.reps):
-            rep = {"pgbench_tpcb": pg.pgbench(PGBENCH_DB, opts.clients, opts.seconds),
-                   "pgbench_select_only": pg.pgbench(PGBENCH_DB, opts.clients, opts.seconds,
-                                                     select_only=True)}
+            rep = {"pgbench_tpcb": limit(pg, opts),
+                   "pgbench_select_only": limit(pg, opts, select_only=True)}
             rep.update(service_rep(server, db, bench, opts, f"pg{r}", pg, SERVICE_DB))
             rep["my_tickets"] = load(server, seed.ticket_requests(), opts, cycle=True,
                                      pg=pg, dbname=SERVICE_DB)
@@ -77,14 +79,24 @@ def postgresql(pg: Postgres, opts: Options, scale: int) -> dict[str, Any]:
     return result
 
 
+def limit(pg: Postgres, opts: Options, *, select_only: bool = False) -> dict[str, Any]:
+    """pgbench at the service's concurrency, with the database's CPU per transaction."""
+    with CpuMeter({"postgres": [pg.postmaster_pid]}, PGBENCH_DB) as cpu:
+        result = pg.pgbench(PGBENCH_DB, opts.clients, opts.seconds, select_only=select_only)
+    done = result["tps"] * cpu.result["wall_seconds"]
+    spent = cpu.result["postgres_cpu_seconds"]
+    result["postgres_ms_per_txn"] = None if spent is None else round(spent * 1000 / done, 3)
+    result["backends_ms_per_txn"] = round(cpu.result["backends_cpu_seconds"] * 1000 / done, 3)
+    result["other_cpu_seconds"] = round(cpu.result["machine_busy_seconds"] - (spent or 0), 3)
+    return result
+
+
 def per_request_counts(db: Database, bench: seed.Bench) -> dict[str, Any]:
     """Statements and round trips of each request kind, counted in-process."""
     pending = seed.create_pending(db, [seed.buyer_token(i) for i in range(40)])
-    return {
-        "notification": capture.per_request(bench.url, seed.notify_requests(pending, "count")),
-        "create_order": capture.per_request(bench.url, seed.order_requests()[:40]),
-        "my_tickets": capture.per_request(bench.url, seed.ticket_requests()[:40]),
-    }
+    return {"notification": capture.per_request(bench.url, seed.notify_requests(pending, "n")),
+            "create_order": capture.per_request(bench.url, seed.order_requests()[:40]),
+            "my_tickets": capture.per_request(bench.url, seed.ticket_requests()[:40])}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -153,12 +165,13 @@ def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
     for kind in reps[0]:
         rows = [rep[kind] for rep in reps]
         if "tps" in rows[0]:
-            out[kind] = {"tps": median([r["tps"] for r in rows])}
+            out[kind] = {m: median([r.get(m) for r in rows])
+                         for m in ("tps", "postgres_ms_per_txn", "backends_ms_per_txn")}
             continue
         out[kind] = {m: median([r.get(m) for r in rows]) for m in METRICS}
         if "cpu" in rows[0]:
             for m in ("server_ms_per_request", "postgres_ms_per_request",
-                      "client_ms_per_request", "other_cpu_seconds"):
+                      "backends_ms_per_request", "client_ms_per_request", "other_cpu_seconds"):
                 out[kind][m] = median([r["cpu"].get(m) for r in rows])
         if "cpu_ms_per_request" in rows[0]:
             out[kind]["cpu_ms_per_request"] = median([r["cpu_ms_per_request"] for r in rows])
