@@ -29,14 +29,7 @@ KINDS = {k: v for k, v in scenarios.KINDS.items() if k not in scenarios.SHORT_TT
 APPLIED = ("processed", "failed", "needs_refund", "ignored")
 
 
-@pytest.fixture
-def pg_db(pg_url):
-    database = Database(pg_url, pool_size=2)
-    yield database
-    database.dispose()
-
-
-def _chaos_run(pg_url: str, pg_db: Database, servers: list, orders: int,
+def _chaos_run(pg_db: Database, servers: list, orders: int,
                chaos: Callable[[threading.Event], int]) -> int:
     """Play `orders` scripts while `chaos` runs in a thread; check the books; chaos count."""
     tenants = ["chaos"]
@@ -85,7 +78,7 @@ def _killer(server, kills: int, pause: float) -> Callable[[threading.Event], int
     pytest.param(1500, 12, id="12-kills", marks=pytest.mark.stress)])
 def test_sigkill_mid_run_loses_and_doubles_nothing(pg_url, pg_db, live_server_factory, orders, kills):
     server = live_server_factory(pg_url, workers=2)
-    done = _chaos_run(pg_url, pg_db, [server], orders, _killer(server, kills, pause=0.7))
+    done = _chaos_run(pg_db, [server], orders, _killer(server, kills, pause=0.7))
     assert done == kills
 
 
@@ -109,5 +102,5 @@ def test_connections_cut_mid_transaction_answer_5xx_never_a_wrong_200(
         pg_url, pg_db, live_server_factory, orders):
     servers = [live_server_factory(pg_url, workers=2), live_server_factory(pg_url, workers=2)]
     started = time.monotonic()
-    cut = _chaos_run(pg_url, pg_db, servers, orders, _terminator(pg_url))
+    cut = _chaos_run(pg_db, servers, orders, _terminator(pg_url))
     assert cut > 0, f"no connection was cut in {time.monotonic() - started:.0f}s"

@@ -11,13 +11,10 @@ created, paid or refunded, the books still balance.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -25,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from tests.audit.books import violations
-from tests.conftest import ADMIN_TOKEN, _conninfo, _with_db, make_settings
+from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.factories import notify, place_order, txn_id
+from tests.stress.databases import module_database
 from ticketing.api.app import create_app
 from ticketing.db import Database
 from ticketing.settings import Settings
@@ -42,18 +40,7 @@ FUZZ_MORE = settings(max_examples=300, deadline=None, suppress_health_check=list
 def fuzz_url(request, tmp_path_factory) -> Iterator[str]:
     """One database per kind for the whole module: what one operation's fuzzing creates
     (orders, tickets, tenants) is there for the next to find."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    server, name = request.getfixturevalue("pg_server"), f"fuzz_{os.getpid()}"
-    with psycopg.connect(_conninfo(server), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{request.getfixturevalue("pg_template")}"')
-    yield _with_db(server, name)
-    with psycopg.connect(_conninfo(server), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from module_database(request, tmp_path_factory, "fuzz")
 
 
 @pytest.fixture(scope="module")

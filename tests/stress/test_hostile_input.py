@@ -14,8 +14,11 @@ import pytest
 from sqlalchemy import func, select as sql_select
 
 from tests.audit.books import violations
+from tests.conftest import LiveServer
 from tests.factories import CUSTOMER, OPERATOR, STAFF
+from tests.stress.databases import module_database
 from ticketing.db import Database
+from ticketing.tenant.demo import load_demo
 from ticketing.models import (
     Notification,
     Order,
@@ -69,17 +72,31 @@ def _books(db: Database) -> dict[str, int]:
     return counts
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request, tmp_path_factory):
+    """One two-worker server per database kind, with short body limits, for the module."""
+    databases = module_database(request, tmp_path_factory, "hostile")
+    url = next(databases)
+    db = Database(url, pool_size=2)
+    with db.transaction() as session:
+        load_demo(session)
+    server = LiveServer(url, tmp_path_factory.mktemp("hostile-server"), 2,
+                        TICKETING_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+                        TICKETING_MAX_BODY_BYTES=str(MAX_BODY)).start()
+    yield server, db
+    server.stop()
+    db.dispose()
+    next(databases, None)  # drops the database
+
+
 @pytest.fixture
-def hostile(db_url, live_server_factory):
-    server = live_server_factory(db_url, workers=2,
-                                 TICKETING_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
-                                 TICKETING_MAX_BODY_BYTES=str(MAX_BODY))
-    db = Database(db_url, pool_size=2)
+def hostile(live):
+    """The shared server; the books must be the same after the test as before."""
+    server, db = live
     before = _books(db)
     yield server, db
     assert _books(db) == before
     assert violations(db) == []
-    db.dispose()
 
 
 @pytest.mark.parametrize("path", ["/payments/notify", "/orders"])
@@ -169,9 +186,8 @@ def _other_tenant(c: httpx.Client) -> dict:
     return {"order": order, "ticket": paid["tickets_issued"][0]["ticket_code"]}
 
 
-def test_borrowed_tokens_and_other_tenants_ids_get_401_or_404(db_url, live_server_factory):
-    server = live_server_factory(db_url, workers=2)
-    db = Database(db_url, pool_size=2)
+def test_borrowed_tokens_and_other_tenants_ids_get_401_or_404(live):
+    server, db = live
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
         other = _other_tenant(c)
         oid, code = other["order"]["order_id"], other["ticket"]
@@ -211,4 +227,3 @@ def test_borrowed_tokens_and_other_tenants_ids_get_401_or_404(db_url, live_serve
         kept = session.scalars(sql_select(Notification).order_by(Notification.id.desc())).first()
         assert (kept.outcome, kept.http_status, kept.gateway_txn_id) == ("not_found", 404, "OTHER-2")
     assert violations(db) == []
-    db.dispose()

@@ -13,14 +13,6 @@ from tests.audit.books import violations
 from tests.factories import CUSTOMER, OPERATOR, txn_id
 from tests.stress import scenarios
 from tests.stress.gateway import Gateway, run
-from ticketing.db import Database
-
-
-@pytest.fixture
-def pg_db(pg_url):
-    database = Database(pg_url, pool_size=2)
-    yield database
-    database.dispose()
 
 
 def test_200_identical_success_notifications_at_once(pg_url, pg_db, live_server_factory):
