@@ -62,21 +62,26 @@ def _kept(client) -> list[tuple[str, int]]:
     return [(n["outcome"], n["http_status"]) for n in rows["notifications"]]
 
 
+def assert_covered(counter: StatementFault, db_url: str, table: dict[str, int]) -> None:
+    """The path ran as many statements as there are cases for its dialect."""
+    assert len(counter.statements) == table[_dialect(db_url)], "\n".join(
+        f"{i}: {s}" for i, s in enumerate(counter.statements))
+
+
+def cases(table: dict[str, int]) -> list:
+    """One (database, statement index) case per statement of the path on each dialect."""
+    return [pytest.param(dialect, index, id=f"{dialect}-statement{index:02d}")
+            for dialect, count in table.items() for index in range(count)]
+
+
 def test_cases_cover_every_statement(client, db, db_url):
     order = place_order(client, items=ITEMS)
     with StatementFault(db).armed() as counter:
         assert notify(client, order=order, txn=txn_id()).json()["status"] == "processed"
-    assert len(counter.statements) == STATEMENTS[_dialect(db_url)], "\n".join(
-        f"{i}: {s}" for i, s in enumerate(counter.statements))
+    assert_covered(counter, db_url, STATEMENTS)
 
 
-def _cases():
-    for dialect, count in STATEMENTS.items():
-        for index in range(count):
-            yield pytest.param(dialect, index, id=f"{dialect}-statement{index:02d}")
-
-
-@pytest.mark.parametrize(("db_url", "index"), list(_cases()), indirect=["db_url"])
+@pytest.mark.parametrize(("db_url", "index"), cases(STATEMENTS), indirect=["db_url"])
 def test_failure_at_statement_rolls_back_and_resend_applies_once(client, db, db_url, index):
     order = place_order(client, items=ITEMS)
     before = _snapshot(client, order["order_id"])

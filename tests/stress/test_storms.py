@@ -11,6 +11,7 @@ import pytest
 
 from tests.audit.books import violations
 from tests.factories import CUSTOMER, OPERATOR, txn_id
+from tests.payment.test_concurrency import _check_exactly_once, _storm
 from tests.stress import scenarios
 from tests.stress.gateway import Gateway, run
 
@@ -22,20 +23,8 @@ def test_200_identical_success_notifications_at_once(pg_url, pg_db, live_server_
                        json={"items": [{"product_id": 101, "quantity": 2}]}).json()
     body = {"order_id": order["order_id"], "gateway_txn_id": txn_id(), "status": "SUCCESS",
             "amount": order["total_amount"]}
-
-    async def storm():
-        async with Gateway([server.base_url], concurrency=200) as gw:
-            return await asyncio.gather(*(gw.notify(body, retry=False) for _ in range(200)))
-
-    answers = run(storm())
-    assert Counter(a.status for a in answers) == {200: 200}
-    assert sum(1 for a in answers if not a.body.get("replayed")) == 1
-    assert len({tuple(t["ticket_code"] for t in a.body["tickets_issued"]) for a in answers}) == 1
-    with httpx.Client(base_url=server.base_url, timeout=30, headers=OPERATOR) as c:
-        p = c.get("/admin/tenants/default/products/101").json()
-        assert (p["stock"], p["reserved"], p["sold"]) == (998, 0, 2)
-        detail = c.get(f"/admin/tenants/default/orders/{order['order_id']}").json()
-        assert detail["status"] == "PAID" and len(detail["tickets"]) == 2
+    answers = _storm(server.base_url, body, 200)  # 200 threads released by one barrier
+    _check_exactly_once(server.base_url, order, answers, units=2)
     assert scenarios.stored_outcomes(pg_db, ["default"]) == {"processed": 1, "replayed": 199}
     assert violations(pg_db) == []
 

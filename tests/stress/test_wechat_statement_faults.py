@@ -14,7 +14,13 @@ from tests.audit.books import violations
 from tests.factories import CUSTOMER, place_order, product
 from tests.payment.wechat.conftest import fake, settings, wechat, wechat_base  # noqa: F401
 from tests.payment.wechat.helpers import notifications, payment, send
-from tests.stress.test_statement_faults import ITEMS, StatementFault, _dialect, _snapshot
+from tests.stress.test_statement_faults import (
+    ITEMS,
+    StatementFault,
+    _snapshot,
+    assert_covered,
+    cases,
+)
 
 STATEMENTS = {"sqlite": 16, "postgresql": 14}
 
@@ -24,17 +30,10 @@ def test_cases_cover_every_statement(wechat, fake, db, db_url):  # noqa: F811
     signed = payment(fake, order)
     with StatementFault(db).armed() as counter:
         assert send(wechat, signed).status_code == 204
-    assert len(counter.statements) == STATEMENTS[_dialect(db_url)], "\n".join(
-        f"{i}: {s}" for i, s in enumerate(counter.statements))
+    assert_covered(counter, db_url, STATEMENTS)
 
 
-def _cases():
-    for dialect, count in STATEMENTS.items():
-        for index in range(count):
-            yield pytest.param(dialect, index, id=f"{dialect}-statement{index:02d}")
-
-
-@pytest.mark.parametrize(("db_url", "index"), list(_cases()), indirect=["db_url"])
+@pytest.mark.parametrize(("db_url", "index"), cases(STATEMENTS), indirect=["db_url"])
 def test_failure_at_statement_rolls_back_and_resend_applies_once(wechat, fake, db, index):  # noqa: F811
     order = place_order(wechat, items=ITEMS)
     before = _snapshot(wechat, order["order_id"])
