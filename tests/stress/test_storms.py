@@ -6,25 +6,20 @@ import asyncio
 import random
 from collections import Counter
 
-import httpx
 import pytest
 
 from tests.audit.books import violations
-from tests.factories import CUSTOMER, OPERATOR, txn_id
-from tests.payment.test_concurrency import _check_exactly_once, _storm
+from tests.factories import CUSTOMER, OPERATOR
+from tests.payment.test_concurrency import (
+    test_identical_notifications_at_once_on_postgresql as identical_storm,
+)
 from tests.stress import scenarios
 from tests.stress.gateway import Gateway, run
 
 
 def test_200_identical_success_notifications_at_once(pg_url, pg_db, live_server_factory):
-    server = live_server_factory(pg_url, workers=2)
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        order = c.post("/orders", headers=CUSTOMER,
-                       json={"items": [{"product_id": 101, "quantity": 2}]}).json()
-    body = {"order_id": order["order_id"], "gateway_txn_id": txn_id(), "status": "SUCCESS",
-            "amount": order["total_amount"]}
-    answers = _storm(server.base_url, body, 200)  # 200 threads released by one barrier
-    _check_exactly_once(server.base_url, order, answers, units=2)
+    """The payment tests' barrier storm at 200; then what is stored, and the checker."""
+    identical_storm(pg_url, live_server_factory, 200)
     assert scenarios.stored_outcomes(pg_db, ["default"]) == {"processed": 1, "replayed": 199}
     assert violations(pg_db) == []
 
