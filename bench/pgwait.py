@@ -31,17 +31,25 @@ class WaitSampler:
         self.counts: Counter[str] = Counter()
         self.blocked: Counter[str] = Counter()  # statements waiting for a lock
         self.samples = 0
+        self.new_sessions: int | None = None  # connections opened while sampling
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pg-wait-sampler", daemon=True)
 
+    def _sessions(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
+                           (self.dbname,)).fetchone()
+        return int(row[0]) if row else 0
+
     def _run(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            first = self._sessions(conn)
             while not self._stop.wait(self.interval):
                 for state, wait_type, wait, query in conn.execute(QUERY, (self.dbname,)):
                     self.counts[_bucket(state, wait_type, wait)] += 1
                     if wait_type == "Lock":
                         self.blocked[" ".join((query or "").split())] += 1
                 self.samples += 1
+            self.new_sessions = self._sessions(conn) - first
 
     def __enter__(self) -> WaitSampler:
         self._thread.start()
@@ -56,4 +64,5 @@ class WaitSampler:
         n = max(self.samples, 1)
         return {"samples": self.samples,
                 "backends": {k: round(v / n, 2) for k, v in self.counts.most_common()},
-                "waiting_for_a_lock": {k: round(v / n, 2) for k, v in self.blocked.most_common(5)}}
+                "waiting_for_a_lock": {k: round(v / n, 2) for k, v in self.blocked.most_common(5)},
+                "connections_opened": self.new_sessions}
