@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             if "postgresql" in chosen:
                 results["postgresql"] = suites.postgresql(pg, opts, args.scale or args.clients)
             if "sqlite" in chosen:
-                results["sqlite"] = suites.sqlite(
-                    opts, Path(tempfile.mkdtemp(prefix="bench-sqlite-")), args.loop_orders)
+                with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as work:
+                    results["sqlite"] = suites.sqlite(opts, Path(work), args.loop_orders)
             results["ratios"] = ratios(results)
     finally:
         pg.stop()

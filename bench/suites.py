@@ -9,7 +9,6 @@ medians over repetitions.
 from __future__ import annotations
 
 import functools
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +151,6 @@ def sqlite(opts: Options, work: Path, loop_orders: int) -> dict[str, Any]:
                   bench.url, seed.notify_requests(seed.create_pending(
                       db, [seed.buyer_token(i) for i in range(40)]), "count"))}}
     db.dispose()
-    shutil.rmtree(work, ignore_errors=True)
     return result
 
 
