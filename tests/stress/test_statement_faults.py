@@ -19,7 +19,7 @@ from tests.audit.books import violations
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
 from ticketing.db import Database
 
-STATEMENTS = {"sqlite": 16, "postgresql": 14}
+STATEMENTS = {"sqlite": 14, "postgresql": 11}
 ITEMS = [(101, 2), (102, 1)]
 
 

@@ -21,3 +21,14 @@ def insert_ignoring_conflict(
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).values(**values).on_conflict_do_nothing().returning(returning)
     return session.execute(stmt).scalar_one_or_none()
+
+
+def run(session: Session, stmt: Any, params: Any = None) -> Any:
+    """Execute a Core statement on the session's connection, in its transaction.
+
+    The hot paths use this with statements built once at import and bound by
+    parameter: the ORM's per-statement work (building the statement, its cache key,
+    loading entities) is several times the cost of the statement itself. Rows come
+    back as named tuples; nothing enters the session's identity map.
+    """
+    return session.connection().execute(stmt, params)

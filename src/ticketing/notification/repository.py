@@ -6,16 +6,18 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Notification
+
+_ADD = insert(Notification.__table__).returning(Notification.__table__.c.id)
 
 
 class NotificationRepository(TenantRepository):
     """Notifications of one tenant."""
 
     def add(self, **values: Any) -> int:
-        stmt = insert(Notification).values(tenant_id=self.tenant_id, **values)
-        return self.session.execute(stmt.returning(Notification.id)).scalar_one()
+        return run(self.session, _ADD, {"tenant_id": self.tenant_id, **values}).scalar_one()
 
     def latest(self, *, outcome: str | None, order_id: int | None, limit: int,
                before_id: int | None) -> list[Notification]:

@@ -5,23 +5,86 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
+from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
-from ticketing.models import Order, OrderEvent, OrderItem, Product
+from ticketing.models import Order, OrderEvent, OrderItem, Product, ProductEntitlement
+
+# The statements of the payment and order paths, built once (see kit.sql.run).
+_ORDERS, _ITEMS, _PRODUCTS = Order.__table__, OrderItem.__table__, Product.__table__
+_ENTS = ProductEntitlement.__table__
+_TENANT = bindparam("tenant_id")
+_BY_ID = select(Order).where(Order.tenant_id == _TENANT, Order.id == bindparam("order_id"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_ITEMS_OF = (select(*_ITEMS.c)
+             .where(_ITEMS.c.tenant_id == _TENANT, _ITEMS.c.order_id == bindparam("order_id"))
+             .order_by(_ITEMS.c.id))
+# Items with their products' entitlements (one row per item and entitlement): what
+# issuing tickets needs, in one round trip.
+_ITEMS_WITH_ENTS = (
+    select(*_ITEMS.c, _ENTS.c.code.label("ent_code"), _ENTS.c.name.label("ent_name"),
+           _ENTS.c.uses.label("ent_uses"))
+    .outerjoin(_ENTS, _ENTS.c.product_pk == _ITEMS.c.product_pk)
+    .where(_ITEMS.c.tenant_id == _TENANT, _ITEMS.c.order_id == bindparam("order_id"))
+    .order_by(_ITEMS.c.id, _ENTS.c.id)
+)
+_ADD_ITEMS = insert(_ITEMS).returning(*_ITEMS.c, sort_by_parameter_order=True)
+_ADD_EVENT = insert(OrderEvent.__table__)
+_ADD_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)
+_FREE = _PRODUCTS.c.stock - _PRODUCTS.c.reserved >= bindparam("qty")
+# UPDATE statements may not bind a parameter under a column's name: w_ for WHERE
+_PRODUCT_ROW = ((_PRODUCTS.c.tenant_id == bindparam("w_tenant"))
+                & (_PRODUCTS.c.id == bindparam("w_product")))
+_RESERVE = update(_PRODUCTS).where(_PRODUCT_ROW, _FREE).values(
+    reserved=_PRODUCTS.c.reserved + bindparam("qty"))
+_SELL_FREE = update(_PRODUCTS).where(_PRODUCT_ROW, _FREE).values(
+    stock=_PRODUCTS.c.stock - bindparam("qty"), sold=_PRODUCTS.c.sold + bindparam("qty"))
+_MOVE = update(_PRODUCTS).where(_PRODUCT_ROW).values(
+    reserved=_PRODUCTS.c.reserved + bindparam("d_reserved"),
+    stock=_PRODUCTS.c.stock + bindparam("d_stock"), sold=_PRODUCTS.c.sold + bindparam("d_sold"))
+_SET_STATE: dict[tuple[str, ...], Any] = {}
+
+
+def _set_state_stmt(keys: tuple[str, ...]) -> Any:
+    """UPDATE orders SET <keys> WHERE id and payment_status match: one per set of keys."""
+    stmt = _SET_STATE.get(keys)
+    if stmt is None:
+        stmt = _SET_STATE[keys] = update(_ORDERS).where(
+            _ORDERS.c.tenant_id == bindparam("w_tenant"), _ORDERS.c.id == bindparam("w_order"),
+            _ORDERS.c.payment_status == bindparam("w_expected"),
+        ).values({key: bindparam(f"v_{key}") for key in keys})
+    return stmt
+
+
+class Entitlement(tuple[str, str, int]):
+    """A product's entitlement as issuing copies it: (code, name, uses)."""
+
+    __slots__ = ()
+
+    @property
+    def code(self) -> str:
+        return self[0]
+
+    @property
+    def name(self) -> str:
+        return self[1]
+
+    @property
+    def uses(self) -> int:
+        return self[2]
 
 
 class OrderRepository(TenantRepository):
     """Orders of one tenant, and the stock counters they move."""
 
     def by_id(self, order_id: int, *, lock: bool = False) -> Order | None:
-        stmt = self.select(Order).where(Order.id == order_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        return self.session.execute(stmt).scalar_one_or_none()
+        stmt = _BY_ID_LOCKED if lock else _BY_ID
+        params = {"tenant_id": self.tenant_id, "order_id": order_id}
+        return self.session.execute(stmt, params).scalar_one_or_none()
 
     def by_out_trade_no(self, out_trade_no: str, *, lock: bool = False) -> Order | None:
         stmt = self.select(Order).where(Order.out_trade_no == out_trade_no)
@@ -33,23 +96,38 @@ class OrderRepository(TenantRepository):
         stmt = self.select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def items(self, order_id: int) -> list[OrderItem]:
-        stmt = self.select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.id)
-        return list(self.session.execute(stmt).scalars())
+    def items(self, order_id: int) -> list[Row[Any]]:
+        """The order's items (read-only rows), in the order they were placed."""
+        params = {"tenant_id": self.tenant_id, "order_id": order_id}
+        return list(run(self.session, _ITEMS_OF, params))
 
-    def add_items(self, rows: list[dict[str, Any]]) -> list[OrderItem]:
-        stmt = insert(OrderItem).returning(OrderItem, sort_by_parameter_order=True)
-        return list(self.session.scalars(stmt, rows))
+    def items_with_entitlements(self, order_id: int) -> tuple[list[Row[Any]], dict[int, list[Entitlement]]]:
+        """The order's items, and the entitlements of each of their products."""
+        items: dict[int, Row[Any]] = {}
+        ents: dict[int, list[Entitlement]] = {}
+        first_item: dict[int, int] = {}  # product -> the item whose rows list its entitlements
+        params = {"tenant_id": self.tenant_id, "order_id": order_id}
+        for row in run(self.session, _ITEMS_WITH_ENTS, params):
+            items.setdefault(row.id, row)
+            listed = ents.setdefault(row.product_pk, [])
+            if first_item.setdefault(row.product_pk, row.id) == row.id and row.ent_code is not None:
+                listed.append(Entitlement((row.ent_code, row.ent_name, row.ent_uses)))
+        return list(items.values()), ents
 
-    def _stock(self, product_pk: int, condition: Any, **values: Any) -> bool:
-        stmt = self.update(Product).where(Product.id == product_pk, condition).values(**values)
-        return self.session.execute(stmt).rowcount == 1
+    def add(self, values: dict[str, Any]) -> int:
+        """Insert an order row; its id."""
+        return run(self.session, _ADD_ORDER, values).scalar_one()
+
+    def add_items(self, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+        return list(run(self.session, _ADD_ITEMS, rows))
+
+    def _stock(self, stmt: Any, product_pk: int, qty: int) -> bool:
+        params = {"w_tenant": self.tenant_id, "w_product": product_pk, "qty": qty}
+        return run(self.session, stmt, params).rowcount == 1
 
     def reserve(self, product_pk: int, qty: int) -> bool:
         """Hold `qty` units if that many are free; compare-and-set, no lock needed."""
-        return self._stock(
-            product_pk, Product.stock - Product.reserved >= qty, reserved=Product.reserved + qty
-        )
+        return self._stock(_RESERVE, product_pk, qty)
 
     def move_stock_last(self, product_pk: int, *, reserved: int = 0, stock: int = 0,
                         sold: int = 0) -> None:
@@ -70,19 +148,14 @@ class OrderRepository(TenantRepository):
 
     def sell_free(self, product_pk: int, qty: int) -> bool:
         """Sell units that were not held (a late payment for a closed order)."""
-        return self._stock(
-            product_pk, Product.stock - Product.reserved >= qty,
-            stock=Product.stock - qty, sold=Product.sold + qty,
-        )
+        return self._stock(_SELL_FREE, product_pk, qty)
 
     def set_state(self, order: Order, expected: int, **values: Any) -> bool:
         """Compare-and-set the order's payment state; False if it moved meanwhile."""
-        stmt = (
-            self.update(Order)
-            .where(Order.id == order.id, Order.payment_status == expected)
-            .values(**values)
-        )
-        if self.session.execute(stmt).rowcount != 1:
+        stmt = _set_state_stmt(tuple(values))
+        params = {f"v_{key}": value for key, value in values.items()}
+        params.update(w_tenant=self.tenant_id, w_order=order.id, w_expected=expected)
+        if run(self.session, stmt, params).rowcount != 1:
             return False
         for key, value in values.items():  # mirror the row without a second UPDATE
             set_committed_value(order, key, value)
@@ -90,10 +163,11 @@ class OrderRepository(TenantRepository):
 
     def record_event(self, order_id: int, from_state: int, to_state: int, accepted: bool,
                      reason: str, when: datetime) -> None:
-        self.session.execute(insert(OrderEvent).values(
-            tenant_id=self.tenant_id, order_id=order_id, from_state=from_state,
-            to_state=to_state, accepted=accepted, reason=reason[:200], created_at=when,
-        ))
+        run(self.session, _ADD_EVENT, {
+            "tenant_id": self.tenant_id, "order_id": order_id, "from_state": int(from_state),
+            "to_state": int(to_state), "accepted": accepted, "reason": reason[:200],
+            "created_at": when,
+        })
 
 
 _STOCK_MOVES = "ticketing_stock_moves"
@@ -101,19 +175,24 @@ _STOCK_MOVES = "ticketing_stock_moves"
 
 def _apply_stock_moves(session: Session) -> None:
     moves = session.info.pop(_STOCK_MOVES, {})
-    for (tenant_id, product_pk), (reserved, stock, sold) in sorted(
-        moves.items(), key=lambda kv: kv[0][1]
-    ):
-        if not (reserved or stock or sold):
-            continue
-        stmt = (
-            update(Product)
-            .where(Product.tenant_id == tenant_id, Product.id == product_pk)
-            .values(reserved=Product.reserved + reserved, stock=Product.stock + stock,
-                    sold=Product.sold + sold)
-        )
-        if session.execute(stmt).rowcount != 1:
-            raise RuntimeError(f"product {product_pk} vanished under a stock move")
+    params = [
+        {"w_tenant": tenant_id, "w_product": product_pk, "d_reserved": reserved,
+         "d_stock": stock, "d_sold": sold}
+        for (tenant_id, product_pk), (reserved, stock, sold) in sorted(
+            moves.items(), key=lambda kv: kv[0][1])
+        if reserved or stock or sold
+    ]
+    if not params:
+        return
+    conn = session.connection()
+    if len(params) > 1 and conn.dialect.supports_sane_multi_rowcount:
+        # one executemany: on PostgreSQL one round trip, rows still locked in order
+        if conn.execute(_MOVE, params).rowcount == len(params):
+            return
+        raise RuntimeError("a product vanished under a stock move")
+    for one in params:
+        if conn.execute(_MOVE, one).rowcount != 1:
+            raise RuntimeError(f"product {one['w_product']} vanished under a stock move")
 
 
 def pending_orders_due(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:

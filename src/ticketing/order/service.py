@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ticketing.kit.clock import rfc3339, utcnow
 from ticketing.kit.errors import Conflict, Invalid, NotFound
 from ticketing.kit.metrics import ORDERS_CREATED, TICKETS_ISSUED
-from ticketing.models import Order, OrderItem
+from ticketing.models import Order
 from ticketing.order.repository import OrderRepository, pending_orders_due
 from ticketing.order.state import PENDING_STATES, PayState, is_allowed, order_status
 from ticketing.tenant.repository import TenantData
@@ -64,7 +65,7 @@ def create_order(
     *,
     ttl_seconds: int,
     idempotency_key: str | None = None,
-) -> tuple[Order, list[OrderItem]]:
+) -> tuple[Order, list[Any]]:
     """Place an order and hold its stock; the same Idempotency-Key returns the same order."""
     repo = OrderRepository(session, caller.tenant_id)
     request_hash = _request_hash(items)
@@ -86,15 +87,14 @@ def create_order(
     total = sum(products[pid].price * qty for pid, qty in merged.items())
     if total > 10**12:
         raise Invalid("Order total too large", code="amount_too_large")
-    order = Order(
-        tenant_id=caller.tenant_id, user_id=caller.user.id, out_trade_no=_out_trade_no(),
-        status="PENDING", payment_status=int(PayState.UNPAID), total_amount=total,
-        currency="CNY", needs_refund=False, idempotency_key=idempotency_key,
-        request_hash=request_hash, created_at=now, updated_at=now,
-        expires_at=now + timedelta(seconds=ttl_seconds),
-    )
-    session.add(order)
-    session.flush()
+    values = {
+        "tenant_id": caller.tenant_id, "user_id": caller.user.id, "out_trade_no": _out_trade_no(),
+        "status": "PENDING", "payment_status": int(PayState.UNPAID), "total_amount": total,
+        "currency": "CNY", "needs_refund": False, "idempotency_key": idempotency_key,
+        "request_hash": request_hash, "created_at": now, "updated_at": now,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+    }
+    order = Order(id=repo.add(values), **values)  # a detached copy of the row, for the answer
     rows = repo.add_items([
         {
             "tenant_id": caller.tenant_id, "order_id": order.id, "product_pk": products[pid].id,
@@ -115,7 +115,7 @@ def create_order(
     return order, rows
 
 
-def order_view(order: Order, items: list[OrderItem], ticket_views: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def order_view(order: Order, items: Sequence[Any], ticket_views: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The contract's JSON form of an order (with tickets when given)."""
     view = {
         "order_id": order.id,
@@ -149,12 +149,13 @@ def get_order(session: Session, tenant_id: int, order_id: int, *, owner_id: int 
     return order_view(order, repo.items(order.id), tickets.order_tickets(session, tenant_id, order.id))
 
 
-def by_product_row(items: list[OrderItem]) -> list[OrderItem]:
+def by_product_row(items: Sequence[Any]) -> list[Any]:
     """Items in the order their product rows are locked everywhere (no deadlocks)."""
     return sorted(items, key=lambda item: item.product_pk)
 
 
-def _paid_side_effects(repo: OrderRepository, order: Order, items: list[OrderItem], current: PayState) -> None:
+def _paid_side_effects(repo: OrderRepository, order: Order, items: Sequence[Any],
+                       current: PayState) -> None:
     if current in PENDING_STATES:  # held units become sold: the one deduction of a payment
         for item in items:
             repo.move_stock_last(item.product_pk, reserved=-item.quantity,
@@ -199,8 +200,11 @@ def update_order_payment_status(
     issued: list[dict[str, Any]] = []
     values: dict[str, Any] = {"payment_status": int(pay_state),
                               "status": order_status(pay_state), "updated_at": now}
-    items: list[OrderItem] = []
-    if pay_state in (PayState.PAID, PayState.REFUNDED) or (
+    items: Sequence[Any] = []
+    entitlements = None
+    if pay_state == PayState.PAID:
+        items, entitlements = repo.items_with_entitlements(order.id)
+    elif pay_state == PayState.REFUNDED or (
         pay_state == PayState.CLOSED and current in PENDING_STATES
     ):
         items = repo.items(order.id)
@@ -223,7 +227,7 @@ def update_order_payment_status(
     if not repo.set_state(order, int(current), **values):
         raise RuntimeError(f"order {order.id} changed state under its lock")
     if pay_state == PayState.PAID:
-        issued = tickets.issue_for_order(session, order, items, now)
+        issued = tickets.issue_for_order(session, order, items, now, entitlements)
         TICKETS_ISSUED.inc(len(issued))
     repo.record_event(order.id, current, pay_state, True, reason, now)
     bound.info("order.state_changed", reason=reason, tickets=len(issued))

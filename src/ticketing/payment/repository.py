@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Row, bindparam, insert, select
 
+from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
+
+_TXNS = PaymentTransaction.__table__
+_TXN = select(*_TXNS.c).where(
+    _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway"),
+    _TXNS.c.gateway_txn_id == bindparam("gateway_txn_id"))
+_ADD_TXN = insert(_TXNS)
 
 
 class PaymentRepository(TenantRepository):
     """Gateway transactions and refunds of one tenant."""
 
-    def txn(self, gateway: str, gateway_txn_id: str) -> PaymentTransaction | None:
-        stmt = self.select(PaymentTransaction).where(
-            PaymentTransaction.gateway == gateway,
-            PaymentTransaction.gateway_txn_id == gateway_txn_id,
-        )
-        return self.session.execute(stmt).scalar_one_or_none()
+    def txn(self, gateway: str, gateway_txn_id: str) -> Row[Any] | None:
+        """The transaction recorded under this gateway id, as a read-only row."""
+        return run(self.session, _TXN, {"tenant_id": self.tenant_id, "gateway": gateway,
+                                        "gateway_txn_id": gateway_txn_id}).one_or_none()
 
     def add_txn(self, **values: Any) -> None:
         """Insert a transaction; UNIQUE (tenant, gateway, txn id) refuses a second one."""
-        self.session.execute(insert(PaymentTransaction).values(tenant_id=self.tenant_id, **values))
+        run(self.session, _ADD_TXN, {"tenant_id": self.tenant_id, **values})
 
     def txns_for_order(self, order_id: int) -> list[PaymentTransaction]:
         stmt = (

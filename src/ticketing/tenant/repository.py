@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
+from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant, User
+
+# Read on every request (who is calling, which products, which gateway settings):
+# built once and read as rows (see kit.sql.run).
+_USERS, _PRODUCTS, _GATEWAYS = User.__table__, Product.__table__, GatewayConfig.__table__
+_USER_BY_TOKEN = select(*_USERS.c).where(_USERS.c.tenant_id == bindparam("tenant_id"),
+                                         _USERS.c.token_hash == bindparam("token_hash"))
+_PRODUCTS_BY_ID = select(*_PRODUCTS.c).where(
+    _PRODUCTS.c.tenant_id == bindparam("tenant_id"),
+    _PRODUCTS.c.product_id.in_(bindparam("product_ids", expanding=True)))
+_GATEWAY = select(*_GATEWAYS.c).where(_GATEWAYS.c.tenant_id == bindparam("tenant_id"),
+                                      _GATEWAYS.c.gateway == bindparam("gateway"))
 
 
 def tenant_by_slug(session: Session, slug: str) -> Tenant | None:
@@ -17,9 +31,10 @@ def tenant_by_slug(session: Session, slug: str) -> Tenant | None:
 class TenantData(TenantRepository):
     """Users, products and gateway settings of one tenant."""
 
-    def user_by_token_hash(self, token_hash: str) -> User | None:
-        stmt = self.select(User).where(User.token_hash == token_hash)
-        return self.session.execute(stmt).scalar_one_or_none()
+    def user_by_token_hash(self, token_hash: str) -> Row[Any] | None:
+        """The user holding this token (a read-only row), if any."""
+        params = {"tenant_id": self.tenant_id, "token_hash": token_hash}
+        return run(self.session, _USER_BY_TOKEN, params).one_or_none()
 
     def product(self, product_id: int, *, lock: bool = False) -> Product | None:
         stmt = self.select(Product).where(Product.product_id == product_id)
@@ -27,9 +42,10 @@ class TenantData(TenantRepository):
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def products(self, product_ids: list[int]) -> list[Product]:
-        stmt = self.select(Product).where(Product.product_id.in_(product_ids))
-        return list(self.session.execute(stmt).scalars())
+    def products(self, product_ids: list[int]) -> list[Row[Any]]:
+        """The products with these ids (read-only rows)."""
+        params = {"tenant_id": self.tenant_id, "product_ids": product_ids}
+        return list(run(self.session, _PRODUCTS_BY_ID, params))
 
     def entitlements(self, product_pks: list[int]) -> list[ProductEntitlement]:
         stmt = (
@@ -40,5 +56,11 @@ class TenantData(TenantRepository):
         return list(self.session.execute(stmt).scalars())
 
     def gateway_config(self, gateway: str) -> GatewayConfig | None:
+        """The settings row to change (an ORM object)."""
         stmt = self.select(GatewayConfig).where(GatewayConfig.gateway == gateway)
         return self.session.execute(stmt).scalar_one_or_none()
+
+    def gateway_settings(self, gateway: str) -> Row[Any] | None:
+        """The settings to read (a row): what every payment and notification needs."""
+        params = {"tenant_id": self.tenant_id, "gateway": gateway}
+        return run(self.session, _GATEWAY, params).one_or_none()

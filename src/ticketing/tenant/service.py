@@ -53,7 +53,7 @@ class Caller:
     """An authenticated customer or staff member, with their tenant."""
 
     tenant: Tenant
-    user: User
+    user: Any  # the caller's `users` row: id, name, role
 
     @property
     def tenant_id(self) -> int:
@@ -165,6 +165,6 @@ def set_gateway_config(
     return row
 
 
-def gateway_config(session: Session, tenant_id: int, gateway: str) -> GatewayConfig | None:
-    """A tenant's settings for one gateway, if configured."""
-    return TenantData(session, tenant_id).gateway_config(gateway)
+def gateway_config(session: Session, tenant_id: int, gateway: str) -> Any | None:
+    """A tenant's settings for one gateway (a read-only row), if configured."""
+    return TenantData(session, tenant_id).gateway_settings(gateway)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, func, insert
 
-from ticketing.kit.sql import insert_ignoring_conflict
+from ticketing.kit.sql import insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
@@ -19,17 +19,21 @@ from ticketing.models import (
 )
 
 
+_ADD_TICKETS = insert(Ticket.__table__).returning(Ticket.__table__.c.id,
+                                                  sort_by_parameter_order=True)
+_ADD_ENTITLEMENTS = insert(TicketEntitlement.__table__)
+
+
 class TicketRepository(TenantRepository):
     """Tickets of one tenant."""
 
     def insert_tickets(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert tickets in one statement; their ids, in the order given."""
-        stmt = insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True)
-        return [row[0] for row in self.session.execute(stmt, rows)]
+        return [row[0] for row in run(self.session, _ADD_TICKETS, rows)]
 
     def insert_entitlements(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self.session.execute(insert(TicketEntitlement), rows)
+            run(self.session, _ADD_ENTITLEMENTS, rows)
 
     def by_code(self, code: str, *, lock: bool = False) -> Ticket | None:
         stmt = self.select(Ticket).where(Ticket.ticket_code == code)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ticketing.kit.clock import rfc3339
 from ticketing.kit.errors import NotFound
 from ticketing.kit.faults import fault_point
-from ticketing.models import Order, OrderItem, Ticket, TicketEntitlement
+from ticketing.models import Order, Ticket, TicketEntitlement
 from ticketing.tenant.repository import TenantData
 from ticketing.tenant.service import Caller
 from ticketing.ticket.codes import looks_like_ticket_code, new_ticket_code
@@ -19,40 +19,40 @@ from ticketing.ticket.repository import RedemptionRepository, TicketRepository
 
 
 def issue_for_order(
-    session: Session, order: Order, items: list[OrderItem], when: datetime
+    session: Session, order: Order, items: Sequence[Any], when: datetime,
+    entitlements: dict[int, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One ticket per unit bought, each carrying a copy of its product's entitlements.
 
-    UNIQUE (order_item_id, unit_index) makes a second issuance for the same order
-    fail even if a caller got the state checks wrong.
+    `entitlements` (product row id -> its entitlements) saves a query when the caller
+    read them with the items. UNIQUE (order_item_id, unit_index) makes a second
+    issuance for the same order fail even if a caller got the state checks wrong.
     """
-    repo = TicketRepository(session, order.tenant_id)
-    ents = TenantData(session, order.tenant_id).entitlements([i.product_pk for i in items])
-    by_product: dict[int, list[Any]] = {}
-    for ent in ents:
-        by_product.setdefault(ent.product_pk, []).append(ent)
+    if entitlements is None:
+        entitlements = {}
+        for ent in TenantData(session, order.tenant_id).entitlements([i.product_pk for i in items]):
+            entitlements.setdefault(ent.product_pk, []).append(ent)
     rows = [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "order_item_id": item.id,
             "unit_index": unit, "user_id": order.user_id, "ticket_code": new_ticket_code(),
             "product_id": item.product_id, "product_name": item.product_name,
             "status": "ACTIVE", "issued_at": when, "voided_at": None,
-            "_product_pk": item.product_pk,
         }
         for item in items
         for unit in range(item.quantity)
     ]
-    product_pks = [row.pop("_product_pk") for row in rows]
-    ids = repo.insert_tickets(rows[:1])
-    fault_point("tickets.after_first_ticket")
-    ids += repo.insert_tickets(rows[1:]) if len(rows) > 1 else []
+    product_pks = [item.product_pk for item in items for _ in range(item.quantity)]
+    repo = TicketRepository(session, order.tenant_id)
+    ids = repo.insert_tickets(rows)
+    fault_point("tickets.after_first_ticket")  # the tickets are written, their entitlements not
     repo.insert_entitlements([
         {
             "tenant_id": order.tenant_id, "ticket_id": ticket_id, "code": ent.code,
             "name": ent.name, "uses_total": ent.uses, "uses_left": ent.uses,
         }
         for ticket_id, pk in zip(ids, product_pks, strict=True)
-        for ent in by_product.get(pk, [])
+        for ent in entitlements.get(pk, [])
     ])
     fault_point("tickets.after_entitlements")
     return [
