@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, insert
+from sqlalchemy import Row, Select, bindparam, func, insert, select
 
 from ticketing.kit.sql import insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
@@ -19,9 +19,27 @@ from ticketing.models import (
 )
 
 
-_ADD_TICKETS = insert(Ticket.__table__).returning(Ticket.__table__.c.id,
-                                                  sort_by_parameter_order=True)
-_ADD_ENTITLEMENTS = insert(TicketEntitlement.__table__)
+_TICKETS, _TICKET_ENTS = Ticket.__table__, TicketEntitlement.__table__
+_REDEMPTIONS, _USERS = Redemption.__table__, User.__table__
+_TENANT = bindparam("tenant_id")
+_ADD_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, sort_by_parameter_order=True)
+_ADD_ENTITLEMENTS = insert(_TICKET_ENTS)
+# What showing tickets reads (GET /my/tickets, an order's tickets): rows, built once.
+_FOR_USER = (select(*_TICKETS.c)
+             .where(_TICKETS.c.tenant_id == _TENANT, _TICKETS.c.user_id == bindparam("user_id"))
+             .order_by(_TICKETS.c.id.desc()).limit(bindparam("limit")))
+_FOR_ORDER = (select(*_TICKETS.c)
+              .where(_TICKETS.c.tenant_id == _TENANT, _TICKETS.c.order_id == bindparam("order_id"))
+              .order_by(_TICKETS.c.id))
+_ENTS_OF = (select(*_TICKET_ENTS.c)
+            .where(_TICKET_ENTS.c.tenant_id == _TENANT,
+                   _TICKET_ENTS.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
+            .order_by(_TICKET_ENTS.c.id))
+_ACCEPTED_OF = (select(*_REDEMPTIONS.c, _USERS.c.name.label("staff_name"))
+                .join(_USERS, _USERS.c.id == _REDEMPTIONS.c.staff_user_id)
+                .where(_REDEMPTIONS.c.tenant_id == _TENANT, _REDEMPTIONS.c.accepted,
+                       _REDEMPTIONS.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
+                .order_by(_REDEMPTIONS.c.id))
 
 
 class TicketRepository(TenantRepository):
@@ -41,27 +59,23 @@ class TicketRepository(TenantRepository):
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def for_user(self, user_id: int, limit: int) -> list[Ticket]:
-        stmt = (
-            self.select(Ticket).where(Ticket.user_id == user_id)
-            .order_by(Ticket.id.desc()).limit(limit)
-        )
-        return list(self.session.execute(stmt).scalars())
+    def for_user(self, user_id: int, limit: int) -> list[Row[Any]]:
+        """The user's tickets, newest first (read-only rows)."""
+        params = {"tenant_id": self.tenant_id, "user_id": user_id, "limit": limit}
+        return list(run(self.session, _FOR_USER, params))
 
-    def for_order(self, order_id: int) -> list[Ticket]:
-        stmt = self.select(Ticket).where(Ticket.order_id == order_id).order_by(Ticket.id)
-        return list(self.session.execute(stmt).scalars())
+    def for_order(self, order_id: int) -> list[Row[Any]]:
+        """The order's tickets (read-only rows)."""
+        return list(run(self.session, _FOR_ORDER, {"tenant_id": self.tenant_id,
+                                                   "order_id": order_id}))
 
-    def entitlements(self, ticket_ids: list[int]) -> dict[int, list[TicketEntitlement]]:
+    def entitlements(self, ticket_ids: list[int]) -> dict[int, list[Row[Any]]]:
+        """The entitlements of each ticket (read-only rows), in the order they were copied."""
         if not ticket_ids:
             return {}
-        stmt = (
-            self.select(TicketEntitlement)
-            .where(TicketEntitlement.ticket_id.in_(ticket_ids))
-            .order_by(TicketEntitlement.id)
-        )
-        grouped: dict[int, list[TicketEntitlement]] = {i: [] for i in ticket_ids}
-        for ent in self.session.execute(stmt).scalars():
+        grouped: dict[int, list[Row[Any]]] = {i: [] for i in ticket_ids}
+        params = {"tenant_id": self.tenant_id, "ticket_ids": ticket_ids}
+        for ent in run(self.session, _ENTS_OF, params):
             grouped[ent.ticket_id].append(ent)
         return grouped
 
@@ -135,15 +149,14 @@ class RedemptionRepository(TenantRepository):
         """One scan, with its staff name, order and product."""
         return self.session.execute(self._rows().where(Redemption.id == redemption_id)).one()
 
-    def accepted_for_tickets(self, ticket_ids: list[int]) -> dict[int, list[Row[Any]]]:
-        """Accepted redemptions of each ticket, oldest first."""
+    def accepted_for_tickets(self, ticket_ids: list[int]) -> dict[int, list[tuple[Any, str]]]:
+        """Accepted redemptions of each ticket, oldest first, as (redemption, staff name)."""
         if not ticket_ids:
             return {}
-        stmt = (self._rows().where(Redemption.ticket_id.in_(ticket_ids), Redemption.accepted)
-                .order_by(Redemption.id))
-        grouped: dict[int, list[Row[Any]]] = {i: [] for i in ticket_ids}
-        for row in self.session.execute(stmt):
-            grouped[row[0].ticket_id].append(row)
+        grouped: dict[int, list[tuple[Any, str]]] = {i: [] for i in ticket_ids}
+        params = {"tenant_id": self.tenant_id, "ticket_ids": ticket_ids}
+        for row in run(self.session, _ACCEPTED_OF, params):
+            grouped[row.ticket_id].append((row, row.staff_name))
         return grouped
 
     def latest(self, *, since: datetime | None, until: datetime | None, location: str | None,

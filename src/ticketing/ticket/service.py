@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ticketing.kit.clock import rfc3339
 from ticketing.kit.errors import NotFound
 from ticketing.kit.faults import fault_point
-from ticketing.models import Order, Ticket, TicketEntitlement
+from ticketing.models import Order, Ticket
 from ticketing.tenant.repository import TenantData
 from ticketing.tenant.service import Caller
 from ticketing.ticket.codes import looks_like_ticket_code, new_ticket_code
@@ -79,7 +79,7 @@ def redemption_view(row: Any) -> dict[str, Any]:
             "staff": staff_view(r.staff_user_id, row[1]), "redeemed_at": rfc3339(r.redeemed_at)}
 
 
-def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement],
+def ticket_view(ticket: Any, entitlements: Sequence[Any],
                 redemptions: Sequence[Any] = ()) -> dict[str, Any]:
     """The contract's JSON form of a ticket; `redemptions` are accepted ones, oldest first."""
     return {
@@ -97,7 +97,7 @@ def ticket_view(ticket: Ticket, entitlements: list[TicketEntitlement],
     }
 
 
-def views(session: Session, tenant_id: int, tickets: list[Ticket]) -> list[dict[str, Any]]:
+def views(session: Session, tenant_id: int, tickets: Sequence[Any]) -> list[dict[str, Any]]:
     """Contract views of several tickets, with three queries in all."""
     ids = [t.id for t in tickets]
     ents = TicketRepository(session, tenant_id).entitlements(ids)
