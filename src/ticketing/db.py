@@ -3,13 +3,22 @@
 One transaction per entry point: `Database.transaction()` commits when its block
 ends normally and rolls back on any exception. Services only flush.
 
-SQLite: WAL journal, a busy timeout, and `BEGIN IMMEDIATE` for writing
-transactions, so concurrent writers queue for the lock instead of failing with
-"database is locked" halfway through or upgrading a read lock too late.
+SQLite: WAL journal and `BEGIN IMMEDIATE` for writing transactions, so a writer
+never upgrades a read lock too late. Writers of one database file queue for a
+writer lock first (a thread lock, then `flock` on `<db>-writer.lock`), taken just
+before `BEGIN IMMEDIATE` and dropped after COMMIT or ROLLBACK: they wait in the
+kernel, in turn, instead of in SQLite's busy handler, which sleeps and polls and
+lets a late writer overtake one that has waited for a second. The busy timeout
+stays as the safety net for programs that open the file without the lock.
+
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 READONLY = "ticketing_readonly"
 _LAST = "ticketing_run_last"
+BUSY_TIMEOUT_SECONDS = 30
 
 
 def run_last(session: Session, work: Callable[[Session], None]) -> None:
@@ -41,15 +51,105 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _prepare_sqlite(engine: Engine) -> None:
+class WriterLock:
+    """One writer at a time on a SQLite file, across the threads and processes that use it.
+
+    Threads of a process queue on a lock; the one holding it then takes an exclusive
+    `flock` on the lock file, so at most one thread per process waits in the kernel
+    for another process's writer. A thread that waited the busy timeout in the queue
+    goes on without the lock and leaves the rest to SQLite's busy handler, as before.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pid = -1
+        self._guard = threading.Lock()
+
+    def _fresh(self) -> None:
+        # A forked child shares the parent's open file (and its flock): open its own.
+        if self._pid != os.getpid():
+            self._thread = threading.Lock()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+
+    def acquire(self) -> bool:
+        """Wait for the lock; False (and no lock) after the busy timeout."""
+        with self._guard:
+            self._fresh()
+            thread, fd = self._thread, self._fd
+        if not thread.acquire(timeout=BUSY_TIMEOUT_SECONDS):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            thread.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+
+_writer_locks: dict[str, WriterLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def writer_lock(database: str) -> WriterLock:
+    """The process's writer lock of the SQLite file `database`."""
+    path = os.path.realpath(database) + "-writer.lock"
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(path, WriterLock(path))
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A sqlite3 connection that lets go of its writer lock once its transaction ends."""
+
+    writer: WriterLock | None = None
+    holds_writer = False
+
+    def take_writer(self) -> None:
+        if self.writer is not None and not self.holds_writer:
+            self.holds_writer = self.writer.acquire()
+
+    def let_go(self) -> None:
+        """Release the writer lock unless a transaction is still open."""
+        if self.holds_writer and not self.in_transaction:
+            self.holds_writer = False
+            self.writer.release()  # type: ignore[union-attr]
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.let_go()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.let_go()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.holds_writer:
+                self.holds_writer = False
+                self.writer.release()  # type: ignore[union-attr]
+
+
+def _prepare_sqlite(engine: Engine, writer: WriterLock | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - driver hook
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        dbapi_conn.writer = writer
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -57,7 +157,13 @@ def _prepare_sqlite(engine: Engine) -> None:
         if conn.get_execution_options().get(READONLY):
             conn.exec_driver_sql("BEGIN")
         else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi_conn = conn.connection.dbapi_connection
+            dbapi_conn.take_writer()
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                dbapi_conn.let_go()
+                raise
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
@@ -65,15 +171,17 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
     url = sqlalchemy_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = parsed.database if parsed.database and parsed.database != ":memory:" else None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS,
+                          "factory": _SqliteConnection},
             pool_size=pool_size,
             max_overflow=max_overflow,
         )
-        _prepare_sqlite(engine)
+        _prepare_sqlite(engine, writer_lock(path) if path is not None else None)
         return engine
     return create_engine(
         url,
