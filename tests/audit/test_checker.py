@@ -7,6 +7,8 @@ import sys
 import pytest
 
 from tests.audit.books import build_books, run_sql, violations
+from tests.factories import OPERATOR
+from ticketing.audit.checker import check_database
 
 TXN_COLUMNS = ("tenant_id, gateway, gateway_txn_id, order_id, amount, status, outcome, applied, "
                "refunded, response, created_at")
@@ -36,6 +38,9 @@ UNGUARD = {
                    "ALTER TABLE pt_loose RENAME TO payment_transactions"],
         "postgresql": ["ALTER TABLE payment_transactions DROP CONSTRAINT "
                        "payment_transactions_tenant_id_gateway_gateway_txn_id_key"]},
+    "{orphan}": {  # a ticket whose order does not exist
+        "sqlite": [],
+        "postgresql": ["ALTER TABLE tickets DROP CONSTRAINT tickets_order_id_fkey"]},
     "{unchecked}": {
         "sqlite": [],
         "postgresql": ["ALTER TABLE products DROP CONSTRAINT ck_products_reserved, "
@@ -60,6 +65,12 @@ CORRUPTIONS = {
     "ticket issued twice": ([_forged_ticket("paid", "i.quantity")], "ticket_count", "order {paid}"),
     "ticket outside the units": ([f"UPDATE tickets SET unit_index = 7 WHERE id = {PAID_TICKET}"],
                                  "ticket_misplaced", "order {paid}"),
+    "ticket moved to another order": (
+        [f"UPDATE tickets SET order_id = {{pending}} WHERE id = {PAID_TICKET}"],
+        "ticket_misplaced", "order {paid}"),
+    "ticket of a missing order": (
+        ["{orphan}", f"UPDATE tickets SET order_id = 999999 WHERE id = {PAID_TICKET}"],
+        "unpaid_tickets_live", "order 999999"),
     "ticket for a pending order": ([_forged_ticket("pending", "0")],
                                    "unpaid_tickets_live", "order {pending}"),
     "ticket for a closed order": ([_forged_ticket("closed", "0")],
@@ -131,6 +142,33 @@ def test_checker_names_each_corruption(client, db, db_url, name):
     found = violations(db)
     assert any(v.kind == kind and v.subject.startswith(subject.format(**ids))
                and v.tenant == "default" for v in found), [str(v) for v in found]
+
+
+def test_report_lists_the_first_violations_of_each_check(client, db, db_url):
+    ids = build_books(client, db)
+    run_sql(db_url, "UPDATE orders SET total_amount = total_amount + 1 WHERE status <> 'PAID' "
+            "AND status <> 'REFUNDED'")  # three unpaid orders; paid ones would break more rules
+    every = [v for v in violations(db) if v.kind == "total_mismatch"]
+    unpaid = ("closed", "pending", "failed")
+    assert [v.subject for v in every] == [f"order {ids[name]}" for name in unpaid]
+    found = check_database(db, limit=2)
+    listed = [v for v in found if v.kind == "total_mismatch"]
+    assert listed == every[:2]
+    assert [str(v) for v in found if v.kind == "report_truncated"] == [
+        "tenant default: check orders: report_truncated: "
+        "more than 2 violating rows; the first 2 are listed"]
+
+
+def test_every_tenant_is_checked_and_reported_in_turn(client, db, db_url):
+    build_books(client, db)
+    assert client.post("/admin/tenants", headers=OPERATOR,
+                       json={"slug": "acme", "name": "Acme"}).status_code == 200
+    assert client.post("/admin/tenants/acme/products", headers=OPERATOR, json={
+        "product_id": 101, "name": "Acme Pass", "price": 100, "stock": 5,
+        "entitlements": [{"code": "ride", "name": "Ride", "uses": 1}]}).status_code == 200
+    run_sql(db_url, "UPDATE products SET stock = stock + 1")
+    found = [(v.tenant, v.subject) for v in violations(db) if v.kind == "stock_mismatch"]
+    assert found == [("default", "product 101"), ("default", "product 102"), ("acme", "product 101")]
 
 
 def _cli_check(url):

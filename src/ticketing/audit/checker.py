@@ -4,6 +4,10 @@
 the tenant, the product or order, and the rule broken. Tests run it after every storm,
 crash and fuzzing run; operators run it as `ticketing check`.
 
+Each check is one query (audit.repository) that returns only the violating rows, so
+the database makes one pass per check and Python sees only what it reports, however
+many orders there are. Here each row is explained as the rules it breaks.
+
 The rules (per tenant):
 - product: reserved == units in PENDING orders; sold == units in PAID orders (refunded
   units went back to stock); stock + sold == stock_loaded; stock >= reserved >= 0.
@@ -18,17 +22,22 @@ The rules (per tenant):
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from ticketing.audit.repository import AuditRepository, all_tenants
+from ticketing.audit import repository as q
 from ticketing.db import READONLY, Database
 from ticketing.notification.service import OUTCOMES
 from ticketing.order.state import PayState, order_status
+
+# Violating rows reported per check; more are summed up in one `report_truncated` line.
+REPORT_LIMIT = 100
+
+Finding = tuple[str, str, str]  # subject, kind, detail
 
 
 @dataclass(frozen=True)
@@ -44,17 +53,32 @@ class Violation:
         return f"tenant {self.tenant}: {self.subject}: {self.kind}: {self.detail}"
 
 
-def check(session: Session) -> list[Violation]:
-    """Every invariant violation in the database `session` reads, tenant by tenant."""
-    found: list[Violation] = []
-    for tenant_id, slug in all_tenants(session):
-        repo = AuditRepository(session, tenant_id)
-        for subject, kind, detail in _tenant_violations(repo):
-            found.append(Violation(slug, subject, kind, detail))
-    return found
+def check(session: Session, limit: int = REPORT_LIMIT) -> list[Violation]:
+    """Every invariant violation in the database `session` reads, tenant by tenant.
+
+    Each check is one query returning only violating rows; at most `limit` of them are
+    reported per check, with a `report_truncated` line when there were more.
+    """
+    slugs = {tenant_id: slug for tenant_id, slug in session.execute(q.tenant_slugs())}
+    found: list[tuple[int, int, Violation]] = []
+
+    def report(tenant_id: int, rank: int, subject: str, kind: str, detail: str) -> None:
+        tenant = slugs.get(tenant_id, f"#{tenant_id}")
+        found.append((tenant_id, rank, Violation(tenant, subject, kind, detail)))
+
+    for rank, (name, query, explain) in enumerate(CHECKS):
+        rows = session.execute(query().limit(limit + 1)).all()
+        for row in rows[:limit]:
+            for finding in explain(row):
+                report(row.tenant_id, rank, *finding)
+        if len(rows) > limit:
+            report(rows[limit].tenant_id, rank, f"check {name}", "report_truncated",
+                   f"more than {limit} violating rows; the first {limit} are listed")
+    found.sort(key=lambda f: f[:2])  # tenant by tenant, checks in order; stable within a check
+    return [v for _, _, v in found]
 
 
-def check_database(db: Database) -> list[Violation]:
+def check_database(db: Database, limit: int = REPORT_LIMIT) -> list[Violation]:
     """`check` over one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
     engine = db.engine.execution_options(**{READONLY: True})
     if db.dialect == "postgresql":
@@ -62,134 +86,112 @@ def check_database(db: Database) -> list[Violation]:
     with Session(engine) as session, session.begin():
         if db.dialect == "postgresql":
             session.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
-        return check(session)
+        return check(session, limit)
 
 
-def _tenant_violations(repo: AuditRepository) -> Iterator[tuple[str, str, str]]:
-    orders = {o.id: o for o in repo.orders()}
-    items = repo.items()
-    payments = repo.payments()
-    yield from _product_violations(repo)
-    yield from _order_violations(orders, items)
-    yield from _ticket_violations(repo, orders, items)
-    yield from _payment_violations(repo, orders, payments)
-    yield from _refund_flag_violations(orders, payments)
-    for outcome, count, first_id in repo.notification_outcomes():
-        if outcome not in OUTCOMES:
-            yield (f"notification {first_id}", "notification_outcome",
-                   f"{count} notification(s) with unknown outcome {outcome!r}")
+def _product(p: Any) -> Iterator[Finding]:
+    subject = f"product {p.product_id}"
+    if p.reserved != p.pending:
+        yield (subject, "reserved_mismatch",
+               f"reserved {p.reserved} but pending orders hold {p.pending}")
+    if p.sold != p.paid:
+        yield subject, "sold_mismatch", f"sold {p.sold} but paid orders bought {p.paid}"
+    if p.stock + p.sold != p.stock_loaded:
+        yield (subject, "stock_mismatch",
+               f"stock {p.stock} + sold {p.sold} != stock_loaded {p.stock_loaded}")
+    if not p.stock >= p.reserved >= 0:
+        yield subject, "stock_negative", f"stock {p.stock}, reserved {p.reserved}"
 
 
-def _product_violations(repo: AuditRepository) -> Iterator[tuple[str, str, str]]:
-    units: dict[tuple[int, str], int] = {
-        (pk, status): int(n) for pk, status, n in repo.units_by_product_and_status()}
-    for p in repo.products():
-        subject = f"product {p.product_id}"
-        pending, paid = units.get((p.id, "PENDING"), 0), units.get((p.id, "PAID"), 0)
-        if p.reserved != pending:
-            yield subject, "reserved_mismatch", f"reserved {p.reserved} but pending orders hold {pending}"
-        if p.sold != paid:
-            yield subject, "sold_mismatch", f"sold {p.sold} but paid orders bought {paid}"
-        if p.stock + p.sold != p.stock_loaded:
-            yield (subject, "stock_mismatch",
-                   f"stock {p.stock} + sold {p.sold} != stock_loaded {p.stock_loaded}")
-        if not p.stock >= p.reserved >= 0:
-            yield subject, "stock_negative", f"stock {p.stock}, reserved {p.reserved}"
+def _order(o: Any) -> Iterator[Finding]:
+    if o.items_total != o.total_amount:
+        yield (f"order {o.id}", "total_mismatch",
+               f"total {o.total_amount} but items add up to {o.items_total}")
+    try:
+        expected = order_status(PayState(o.payment_status))
+    except ValueError:
+        expected = None
+    if o.status != expected:
+        yield (f"order {o.id}", "status_mismatch",
+               f"status {o.status} with payment_status {o.payment_status}")
 
 
-def _order_violations(orders: dict[int, Any], items: Any) -> Iterator[tuple[str, str, str]]:
-    totals: Counter[int] = Counter()
-    for item in items:
-        totals[item.order_id] += item.amount
-    for o in orders.values():
-        if totals[o.id] != o.total_amount:
-            yield (f"order {o.id}", "total_mismatch",
-                   f"total {o.total_amount} but items add up to {totals[o.id]}")
-        try:
-            expected = order_status(PayState(o.payment_status))
-        except ValueError:
-            expected = None
-        if o.status != expected:
-            yield (f"order {o.id}", "status_mismatch",
-                   f"status {o.status} with payment_status {o.payment_status}")
+def _item_tickets(i: Any) -> Iterator[Finding]:
+    if i.misplaced:
+        yield (f"order {i.order_id}", "ticket_misplaced",
+               f"item {i.id}: {i.misplaced} live ticket(s) outside its units")
+    if i.order_status == "PAID" and i.live != i.quantity:
+        yield (f"order {i.order_id}", "ticket_count",
+               f"item {i.id}: {i.live} live ticket(s) for {i.quantity} unit(s) paid")
 
 
-def _ticket_violations(repo: AuditRepository, orders: dict[int, Any],
-                       items: Any) -> Iterator[tuple[str, str, str]]:
-    live: dict[int, tuple[int, int]] = {}
-    live_by_order: Counter[int] = Counter()
-    for order_id, item_id, count, misplaced in repo.live_tickets_by_item():
-        live[item_id] = (int(count), int(misplaced or 0))
-        live_by_order[order_id] += int(count)
-    for item_id, order_id, quantity, _amount in items:
-        order = orders.get(order_id)
-        count, misplaced = live.get(item_id, (0, 0))
-        if misplaced:
-            yield (f"order {order_id}", "ticket_misplaced",
-                   f"item {item_id}: {misplaced} live ticket(s) outside its units")
-        if order is not None and order.status == "PAID" and count != quantity:
-            yield (f"order {order_id}", "ticket_count",
-                   f"item {item_id}: {count} live ticket(s) for {quantity} unit(s) paid")
-    for order_id, count in sorted(live_by_order.items()):
-        order = orders.get(order_id)
-        status = order.status if order is not None else "missing"
-        if status == "REFUNDED":
-            yield f"order {order_id}", "refunded_tickets_live", f"{count} ticket(s) not void"
-        elif status != "PAID":
-            yield f"order {order_id}", "unpaid_tickets_live", f"{count} live ticket(s), order {status}"
+def _order_tickets(t: Any) -> Iterator[Finding]:
+    status = t.order_status or "missing"
+    if status == "REFUNDED":
+        yield f"order {t.order_id}", "refunded_tickets_live", f"{t.live} ticket(s) not void"
+    elif status != "PAID":
+        yield (f"order {t.order_id}", "unpaid_tickets_live",
+               f"{t.live} live ticket(s), order {status}")
 
 
-def _payment_violations(repo: AuditRepository, orders: dict[int, Any],
-                        payments: Any) -> Iterator[tuple[str, str, str]]:
-    seen: Counter[tuple[str, str]] = Counter((t.gateway, t.gateway_txn_id) for t in payments)
-    for (gateway, txn_id), n in sorted(seen.items()):
-        if n > 1:
-            yield f"payment {gateway}/{txn_id}", "txn_duplicate", f"recorded {n} times"
-    refunds = {txn_pk: int(n) for txn_pk, n in repo.successful_refunds()}
-    applied: dict[int, list[Any]] = defaultdict(list)
-    for t in payments:
-        if t.applied:
-            applied[t.order_id].append(t)
-            if t.status != "SUCCESS":
-                yield (f"order {t.order_id}", "payment_applied_not_success",
-                       f"{t.gateway}/{t.gateway_txn_id} applied with status {t.status}")
-        if refunds.get(t.id, 0) > 1:
-            yield (f"order {t.order_id}", "refunded_twice",
-                   f"{t.gateway}/{t.gateway_txn_id}: {refunds[t.id]} successful refunds")
-        if t.refunded != bool(refunds.get(t.id)):
-            yield (f"order {t.order_id}", "refund_record_mismatch",
-                   f"{t.gateway}/{t.gateway_txn_id}: refunded={t.refunded} but "
-                   f"{refunds.get(t.id, 0)} successful refund(s)")
-    for o in orders.values():
-        mine = applied.get(o.id, [])
-        if o.status in ("PAID", "REFUNDED"):
-            yield from _paid_order_payment(o, mine)
-        elif mine:
-            yield (f"order {o.id}", "payment_applied_unpaid",
-                   f"{len(mine)} applied payment(s) but order {o.status}")
+def _duplicate_txn(t: Any) -> Iterator[Finding]:
+    yield f"payment {t.gateway}/{t.gateway_txn_id}", "txn_duplicate", f"recorded {t.n} times"
 
 
-def _paid_order_payment(o: Any, mine: list[Any]) -> Iterator[tuple[str, str, str]]:
+def _payment(t: Any) -> Iterator[Finding]:
+    txn = f"{t.gateway}/{t.gateway_txn_id}"
+    if t.applied and t.status != "SUCCESS":
+        yield (f"order {t.order_id}", "payment_applied_not_success",
+               f"{txn} applied with status {t.status}")
+    if t.refunds > 1:
+        yield f"order {t.order_id}", "refunded_twice", f"{txn}: {t.refunds} successful refunds"
+    if bool(t.refunded) != bool(t.refunds):
+        yield (f"order {t.order_id}", "refund_record_mismatch",
+               f"{txn}: refunded={bool(t.refunded)} but {t.refunds} successful refund(s)")
+
+
+def _order_payment(o: Any) -> Iterator[Finding]:
     subject = f"order {o.id}"
-    if len(mine) != 1:
-        yield subject, "payment_count", f"order {o.status} with {len(mine)} applied payment(s)"
+    if o.status in q.SETTLED:
+        yield from _settled_order_payment(o)
+    elif o.applied:
+        yield (subject, "payment_applied_unpaid",
+               f"{o.applied} applied payment(s) but order {o.status}")
+    if o.needs_refund and not o.owed:
+        yield subject, "refund_flag_without_money", "flagged needs_refund, nothing to refund"
+    if o.owed and not o.needs_refund:
+        yield (subject, "unrefunded_money_unflagged",
+               f"{o.owed} unapplied payment(s) unrefunded, order not flagged")
+
+
+def _settled_order_payment(o: Any) -> Iterator[Finding]:
+    subject = f"order {o.id}"
+    if o.applied != 1:
+        yield subject, "payment_count", f"order {o.status} with {o.applied} applied payment(s)"
         return
-    t = mine[0]
-    if t.amount != o.total_amount:
-        yield subject, "payment_amount", f"applied {t.amount}, order total {o.total_amount}"
-    if o.transaction_id != t.gateway_txn_id:
+    if o.amount != o.total_amount:
+        yield subject, "payment_amount", f"applied {o.amount}, order total {o.total_amount}"
+    if o.transaction_id != o.txn:
         yield (subject, "payment_txn_mismatch",
-               f"order names {o.transaction_id}, applied payment is {t.gateway_txn_id}")
-    if (o.status == "REFUNDED") != bool(t.refunded):
-        yield subject, "refund_state_mismatch", f"order {o.status}, payment refunded={t.refunded}"
+               f"order names {o.transaction_id}, applied payment is {o.txn}")
+    if (o.status == "REFUNDED") != bool(o.refunded):
+        yield (subject, "refund_state_mismatch",
+               f"order {o.status}, payment refunded={bool(o.refunded)}")
 
 
-def _refund_flag_violations(orders: dict[int, Any], payments: Any) -> Iterator[tuple[str, str, str]]:
-    owed: Counter[int] = Counter(
-        t.order_id for t in payments if t.status == "SUCCESS" and not t.applied and not t.refunded)
-    for o in orders.values():
-        if o.needs_refund and not owed[o.id]:
-            yield f"order {o.id}", "refund_flag_without_money", "flagged needs_refund, nothing to refund"
-        if owed[o.id] and not o.needs_refund:
-            yield (f"order {o.id}", "unrefunded_money_unflagged",
-                   f"{owed[o.id]} unapplied payment(s) unrefunded, order not flagged")
+def _notification_outcome(n: Any) -> Iterator[Finding]:
+    yield (f"notification {n.first_id}", "notification_outcome",
+           f"{n.n} notification(s) with unknown outcome {n.outcome!r}")
+
+
+# (name, query of the violating rows, what each row breaks), reported in this order.
+CHECKS: tuple[tuple[str, Callable[[], Select[Any]], Callable[[Any], Iterator[Finding]]], ...] = (
+    ("products", q.products, _product),
+    ("orders", q.order_totals_and_status, _order),
+    ("item tickets", q.item_tickets, _item_tickets),
+    ("order tickets", q.live_tickets_of_unpaid_orders, _order_tickets),
+    ("gateway transactions", q.duplicate_gateway_txns, _duplicate_txn),
+    ("payments", q.payment_records, _payment),
+    ("order payments", q.order_payments, _order_payment),
+    ("notifications", lambda: q.unknown_notification_outcomes(OUTCOMES), _notification_outcome),
+)

@@ -1,18 +1,18 @@
-"""Read-only queries the invariant checker needs, one tenant at a time.
+"""The invariant checker's queries: each returns only the rows that break a rule.
 
-Aggregates are computed by the database (GROUP BY), so a check over many orders
-reads a few rows per product and per order, not every ticket.
+Every query spans all tenants (the checker is the one reader that does) and makes one
+pass over the tables it reads, grouping in the database; a healthy database answers
+each with no rows. Joins also match `tenant_id`, so a row linked to another tenant's
+row counts as unlinked. Each statement leads with `tenant_id` and is ordered, so
+the caller can add a LIMIT and report the first violations of each check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, case, func, or_, select
 
-from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Notification,
     Order,
@@ -23,71 +23,160 @@ from ticketing.models import (
     Tenant,
     Ticket,
 )
+from ticketing.order.state import ORDER_STATUS
+
+PT = PaymentTransaction
+SETTLED = ("PAID", "REFUNDED")  # order statuses that must have exactly one applied payment
 
 
-def all_tenants(session: Session) -> list[tuple[int, str]]:
-    """(id, slug) of every tenant; the checker is the one reader spanning tenants."""
-    return [(r[0], r[1]) for r in session.execute(select(Tenant.id, Tenant.slug).order_by(Tenant.id))]
+def tenant_slugs() -> Select[tuple[int, str]]:
+    """(id, slug) of every tenant."""
+    return select(Tenant.id, Tenant.slug)
 
 
-class AuditRepository(TenantRepository):
-    """What the checker reads about one tenant."""
+def _same_tenant(a: Any, b: Any) -> Any:
+    return a.tenant_id == b.tenant_id
 
-    def _rows(self, stmt: Any) -> Sequence[Any]:
-        return self.session.execute(stmt).all()
 
-    def products(self) -> Sequence[Any]:
-        return self._rows(self.select(Product, Product.id, Product.product_id, Product.stock,
-                                      Product.reserved, Product.sold, Product.stock_loaded)
-                          .order_by(Product.id))
+def _count_if(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    def units_by_product_and_status(self) -> Sequence[Any]:
-        """(product_pk, order status, units) over every order item of the tenant."""
-        stmt = (self.select(OrderItem, OrderItem.product_pk, Order.status,
-                            func.sum(OrderItem.quantity))
-                .join(Order, Order.id == OrderItem.order_id)
-                .group_by(OrderItem.product_pk, Order.status))
-        return self._rows(stmt)
 
-    def orders(self) -> Sequence[Any]:
-        return self._rows(self.select(Order, Order.id, Order.status, Order.payment_status,
-                                      Order.total_amount, Order.needs_refund,
-                                      Order.transaction_id).order_by(Order.id))
+def products() -> Select[Any]:
+    """Products whose counters disagree with their orders or with each other."""
+    units = (select(OrderItem.tenant_id, OrderItem.product_pk,
+                    func.sum(case((Order.status == "PENDING", OrderItem.quantity), else_=0))
+                    .label("pending"),
+                    func.sum(case((Order.status == "PAID", OrderItem.quantity), else_=0))
+                    .label("paid"))
+             .join(Order, and_(Order.id == OrderItem.order_id, _same_tenant(Order, OrderItem)))
+             .where(Order.status.in_(("PENDING", "PAID")))
+             .group_by(OrderItem.tenant_id, OrderItem.product_pk)
+             .subquery())
+    pending = func.coalesce(units.c.pending, 0).label("pending")
+    paid = func.coalesce(units.c.paid, 0).label("paid")
+    return (select(Product.tenant_id, Product.product_id, Product.stock, Product.reserved,
+                   Product.sold, Product.stock_loaded, pending, paid)
+            .outerjoin(units, and_(units.c.product_pk == Product.id,
+                                   units.c.tenant_id == Product.tenant_id))
+            .where(or_(Product.reserved != pending, Product.sold != paid,
+                       Product.stock + Product.sold != Product.stock_loaded,
+                       Product.stock < Product.reserved, Product.reserved < 0))
+            .order_by(Product.tenant_id, Product.id))
 
-    def items(self) -> Sequence[Any]:
-        return self._rows(self.select(OrderItem, OrderItem.id, OrderItem.order_id,
-                                      OrderItem.quantity, OrderItem.amount))
 
-    def live_tickets_by_item(self) -> Sequence[Any]:
-        """(ticket's order_id, order_item_id, live tickets, misplaced) per item with tickets.
+def order_totals_and_status() -> Select[Any]:
+    """Orders whose total is not their items' sum, or whose status does not follow payment."""
+    totals = (select(OrderItem.tenant_id, OrderItem.order_id,
+                     func.sum(OrderItem.amount).label("amount"))
+              .group_by(OrderItem.tenant_id, OrderItem.order_id)
+              .subquery())
+    items_total = func.coalesce(totals.c.amount, 0).label("items_total")
+    expected = case({int(state): status for state, status in ORDER_STATUS.items()},
+                    value=Order.payment_status, else_=None)
+    return (select(Order.tenant_id, Order.id, Order.status, Order.payment_status,
+                   Order.total_amount, items_total)
+            .outerjoin(totals, and_(totals.c.order_id == Order.id,
+                                    totals.c.tenant_id == Order.tenant_id))
+            .where(or_(Order.total_amount != items_total, expected.is_(None),
+                       Order.status != expected))
+            .order_by(Order.tenant_id, Order.id))
 
-        A ticket is misplaced when its unit index is outside its item's quantity or its
-        item belongs to another order.
-        """
-        misplaced = case((Ticket.unit_index < 0, 1), (Ticket.unit_index >= OrderItem.quantity, 1),
-                         (OrderItem.order_id != Ticket.order_id, 1), else_=0)
-        stmt = (self.select(Ticket, Ticket.order_id, Ticket.order_item_id, func.count(),
-                            func.sum(misplaced))
-                .join(OrderItem, OrderItem.id == Ticket.order_item_id)
-                .where(Ticket.status != "VOID")
-                .group_by(Ticket.order_id, Ticket.order_item_id))
-        return self._rows(stmt)
 
-    def payments(self) -> Sequence[Any]:
-        return self._rows(self.select(
-            PaymentTransaction, PaymentTransaction.id, PaymentTransaction.gateway,
-            PaymentTransaction.gateway_txn_id, PaymentTransaction.order_id,
-            PaymentTransaction.amount, PaymentTransaction.status, PaymentTransaction.applied,
-            PaymentTransaction.refunded).order_by(PaymentTransaction.id))
+def item_tickets() -> Select[Any]:
+    """Items with live tickets outside their units, or of a PAID order without one per unit.
 
-    def successful_refunds(self) -> Sequence[Any]:
-        """(payment_transaction_id, count) of refunds that returned money."""
-        return self._rows(self.select(Refund, Refund.payment_transaction_id, func.count())
-                          .where(Refund.status == "SUCCESS")
-                          .group_by(Refund.payment_transaction_id))
+    `order_status` is NULL when the item's order is missing.
+    """
+    misplaced = _count_if(and_(Ticket.id.is_not(None),
+                               or_(Ticket.unit_index < 0, Ticket.unit_index >= OrderItem.quantity,
+                                   Ticket.order_id != OrderItem.order_id))).label("misplaced")
+    live = func.count(Ticket.id).label("live")
+    return (select(OrderItem.tenant_id, OrderItem.order_id, OrderItem.id, OrderItem.quantity,
+                   Order.status.label("order_status"), live, misplaced)
+            .outerjoin(Order, and_(Order.id == OrderItem.order_id, _same_tenant(Order, OrderItem)))
+            .outerjoin(Ticket, and_(Ticket.order_item_id == OrderItem.id,
+                                    _same_tenant(Ticket, OrderItem), Ticket.status != "VOID"))
+            .group_by(OrderItem.tenant_id, OrderItem.order_id, OrderItem.id, OrderItem.quantity,
+                      Order.status)
+            .having(or_(misplaced > 0, and_(Order.status == "PAID", live != OrderItem.quantity)))
+            .order_by(OrderItem.tenant_id, OrderItem.id))
 
-    def notification_outcomes(self) -> Sequence[Any]:
-        return self._rows(self.select(Notification, Notification.outcome, func.count(),
-                                      func.min(Notification.id))
-                          .group_by(Notification.outcome))
 
+def live_tickets_of_unpaid_orders() -> Select[Any]:
+    """(tenant, order, its status or NULL if missing, live tickets) for orders not PAID."""
+    return (select(Ticket.tenant_id, Ticket.order_id, Order.status.label("order_status"),
+                   func.count().label("live"))
+            .outerjoin(Order, and_(Order.id == Ticket.order_id, _same_tenant(Order, Ticket)))
+            .where(Ticket.status != "VOID", or_(Order.status.is_(None), Order.status != "PAID"))
+            .group_by(Ticket.tenant_id, Ticket.order_id, Order.status)
+            .order_by(Ticket.tenant_id, Ticket.order_id))
+
+
+def duplicate_gateway_txns() -> Select[Any]:
+    """(tenant, gateway, gateway txn id, times recorded) recorded more than once."""
+    n = func.count().label("n")
+    return (select(PT.tenant_id, PT.gateway, PT.gateway_txn_id, n)
+            .group_by(PT.tenant_id, PT.gateway, PT.gateway_txn_id)
+            .having(func.count() > 1)
+            .order_by(PT.tenant_id, PT.gateway, PT.gateway_txn_id))
+
+
+def payment_records() -> Select[Any]:
+    """Payments applied without success, or whose `refunded` disagrees with their refunds."""
+    done = (select(Refund.tenant_id, Refund.payment_transaction_id, func.count().label("n"))
+            .where(Refund.status == "SUCCESS")
+            .group_by(Refund.tenant_id, Refund.payment_transaction_id)
+            .subquery())
+    refunds = func.coalesce(done.c.n, 0).label("refunds")
+    return (select(PT.tenant_id, PT.id, PT.order_id, PT.gateway, PT.gateway_txn_id, PT.status,
+                   PT.applied, PT.refunded, refunds)
+            .outerjoin(done, and_(done.c.payment_transaction_id == PT.id,
+                                  done.c.tenant_id == PT.tenant_id))
+            .where(or_(and_(PT.applied, PT.status != "SUCCESS"), refunds > 1,
+                       and_(PT.refunded, refunds == 0), and_(~PT.refunded, refunds > 0)))
+            .order_by(PT.tenant_id, PT.id))
+
+
+def order_payments() -> Select[Any]:
+    """Orders whose applied payment or `needs_refund` flag disagrees with their payments.
+
+    `applied` counts applied payments; when it is 1, `amount`, `txn` and `refunded`
+    describe that payment. `owed` counts successful payments neither applied nor refunded.
+    """
+    per_order = (select(PT.tenant_id, PT.order_id,
+                        _count_if(PT.applied).label("applied"),
+                        func.min(case((PT.applied, PT.amount))).label("amount"),
+                        func.min(case((PT.applied, PT.gateway_txn_id))).label("txn"),
+                        func.max(case((and_(PT.applied, PT.refunded), 1), else_=0))
+                        .label("refunded"),
+                        _count_if(and_(PT.status == "SUCCESS", ~PT.applied, ~PT.refunded))
+                        .label("owed"))
+                 .group_by(PT.tenant_id, PT.order_id)
+                 .subquery())
+    applied = func.coalesce(per_order.c.applied, 0).label("applied")
+    owed = func.coalesce(per_order.c.owed, 0).label("owed")
+    settled = Order.status.in_(SETTLED)
+    refund_state_differs = or_(and_(Order.status == "REFUNDED", per_order.c.refunded == 0),
+                               and_(Order.status != "REFUNDED", per_order.c.refunded == 1))
+    return (select(Order.tenant_id, Order.id, Order.status, Order.total_amount,
+                   Order.transaction_id, Order.needs_refund, applied, per_order.c.amount,
+                   per_order.c.txn, per_order.c.refunded, owed)
+            .outerjoin(per_order, and_(per_order.c.order_id == Order.id,
+                                       per_order.c.tenant_id == Order.tenant_id))
+            .where(or_(and_(settled, or_(applied != 1, per_order.c.amount != Order.total_amount,
+                                         Order.transaction_id.is_distinct_from(per_order.c.txn),
+                                         refund_state_differs)),
+                       and_(~settled, applied > 0),
+                       and_(Order.needs_refund, owed == 0),
+                       and_(~Order.needs_refund, owed > 0)))
+            .order_by(Order.tenant_id, Order.id))
+
+
+def unknown_notification_outcomes(known: tuple[str, ...]) -> Select[Any]:
+    """(tenant, outcome, notifications, first id) for outcomes not in `known`."""
+    return (select(Notification.tenant_id, Notification.outcome, func.count().label("n"),
+                   func.min(Notification.id).label("first_id"))
+            .where(or_(Notification.outcome.is_(None), Notification.outcome.not_in(known)))
+            .group_by(Notification.tenant_id, Notification.outcome)
+            .order_by(Notification.tenant_id, Notification.outcome))
