@@ -218,11 +218,67 @@ function checkConflict(a) {
 }
 """
 
+LIB_GATE = r"""
+const GATE_STAFF = 'Gate Staff';
+const TICKET_CODE = /^TKT-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{16}$/;
+const UNKNOWN_TICKET = 'TKT-ZZZZZZZZZZZZZZZZ';
+function checkRedeemAnswer(a, code, entitlement, usesLeft, ticketStatus, replayed) {
+    pm.test('核销应答: ticket_code, uses_left = ' + usesLeft + ', ticket_status = ' + ticketStatus + ', replayed = ' + replayed, function () {
+        pm.expect(a.ticket_code, 'ticket_code').to.equal(code);
+        pm.expect(a.uses_left, 'uses_left').to.equal(usesLeft);
+        pm.expect(a.ticket_status, 'ticket_status').to.equal(ticketStatus);
+        pm.expect(a.replayed, 'replayed').to.equal(replayed);
+    });
+    pm.test('redemption: id, entitlement = ' + entitlement + ', location = 本次运行的闸机, staff = ' + GATE_STAFF + ', redeemed_at 为 RFC 3339', function () {
+        const r = a.redemption;
+        pm.expect(Number.isInteger(r.id) && r.id > 0, 'id = ' + r.id).to.equal(true);
+        pm.expect(r.entitlement, 'entitlement').to.equal(entitlement);
+        pm.expect(r.location, 'location').to.equal(v('tkGate'));
+        pm.expect(r.staff.name, 'staff.name').to.equal(GATE_STAFF);
+        pm.expect(Number.isInteger(r.staff.user_id), 'staff.user_id').to.equal(true);
+        pm.expect(r.redeemed_at, 'redeemed_at').to.match(RFC3339);
+    });
+}
+function usesLeftOf(t) {
+    const left = {};
+    (t.entitlements || []).forEach(function (e) { left[e.code] = e.uses_left; });
+    return left;
+}
+function ticketAs(code, token, cb) {
+    call('GET', '/tickets/' + code, token, undefined, function (err, res, json) {
+        pm.test('GET /tickets/' + code + ' answers 200', function () {
+            pm.expect(err, 'transport error').to.equal(null);
+            pm.expect(res.code).to.equal(200);
+        });
+        cb(json || {});
+    });
+}
+function scansAt(query, cb) {
+    const path = '/admin/tenants/' + tenant + '/redemptions?location=' + encodeURIComponent(v('tkGate')) + (query ? '&' + query : '');
+    call('GET', path, pm.variables.get('adminToken'), undefined, function (err, res, json) {
+        pm.test('[operator] GET ' + path.split('?')[0] + '?' + (query || 'location=…') + ' answers 200', function () {
+            pm.expect(err, 'transport error').to.equal(null);
+            pm.expect(res.code).to.equal(200);
+        });
+        cb((json && json.redemptions) || []);
+    });
+}
+function scanLabel(s) { return s.accepted ? s.entitlement : s.reason; }
+function qrSide(width) {
+    // 8 px modules and a 4-module quiet zone: width = 8 × (size + 8), size = 21 + 4k (a full QR symbol).
+    const modules = width / 8 - 8;
+    pm.expect(width % 8, 'width is a whole number of 8 px modules').to.equal(0);
+    pm.expect(modules >= 21 && (modules - 21) % 4 === 0, modules + ' modules is a QR symbol size').to.equal(true);
+    return modules;
+}
+"""
+
+
 def _chunks():
     """Split the helper libraries into top-level `const NAME` / `function NAME` chunks."""
     chunks = {}
     order = []
-    for lib in (LIB_CORE, LIB_HTTP, LIB_ORDER, LIB_TICKET, LIB_NOTIFY):
+    for lib in (LIB_CORE, LIB_HTTP, LIB_ORDER, LIB_TICKET, LIB_NOTIFY, LIB_GATE):
         current = None
         for line in lib.strip("\n").split("\n"):
             m = re.match(r"^(?:const|function) ([A-Za-z0-9_]+)", line)
@@ -280,13 +336,15 @@ TOKENS = {"user": "{{userToken}}", "staff": "{{staffToken}}", "admin": "{{adminT
 
 
 def req(name, method, path, *, auth="user", tenant="{{tenant}}", body=None, pre=None, test=None,
-        desc=None, query=None, content_type="application/json"):
+        desc=None, query=None, content_type="application/json", accept=None):
     headers = []
     if tenant is not None:
         headers.append({"key": "X-Tenant-ID", "value": tenant})
     if auth is not None:
         token = TOKENS.get(auth, auth)
         headers.append({"key": "Authorization", "value": f"Bearer {token}"})
+    if accept is not None:
+        headers.append({"key": "Accept", "value": accept})
     r = {"method": method, "header": headers, "url": url(path, query)}
     if body is not None:
         headers.append({"key": "Content-Type", "value": content_type})
@@ -1070,6 +1128,429 @@ pm.test('与 default 租户相同: 能看到本次运行发放的票券', functi
 """),
 ])
 
+# ============================================================================================
+# Module 4: 票券核销、二维码与签名
+# ============================================================================================
+UNKNOWN_TICKET = "TKT-ZZZZZZZZZZZZZZZZ"  # well-formed, never issued in practice (80 random bits); also in LIB_GATE
+
+
+def redeem_body(entitlement, nonce=None):
+    """A scan at this run's gate (`tkGate`, unique per run, so the operator's list can be filtered)."""
+    nonce_line = f',\n  "nonce": "{nonce}"' if nonce else ""
+    return '{\n  "entitlement": "%s",\n  "location": "{{tkGate}}"%s\n}' % (entitlement, nonce_line)
+
+
+def pay_requests(tc, prefix, lines, body_items, keep):
+    """Order and pay (mock SUCCESS) for the gate cases; `keep` sets variables from the answer."""
+    return [
+        req(f"{tc} 准备: 创建待支付订单", "POST", "/orders", body=body_items,
+            test=rf"""
+pm.test('返回状态码 200', function () {{ pm.response.to.have.status(200); }});
+const o = pm.response.json();
+const total = checkNewOrder(o, {json.dumps(lines)});
+pm.collectionVariables.set('{prefix}OrderId', o.order_id);
+pm.collectionVariables.set('{prefix}Total', total);
+pm.collectionVariables.set('{prefix}TxnId', newTxnId('{tc.replace("TC-TKT-", "T")}'));
+"""),
+        req(f"{tc} 准备: 支付成功通知 → 发票", "POST", "/payments/notify", auth=None,
+            body=notify_body(f"{prefix}OrderId", f"{prefix}TxnId", "SUCCESS", "{{%sTotal}}" % prefix),
+            test=rf"""
+pm.test('返回状态码 200', function () {{ pm.response.to.have.status(200); }});
+const a = pm.response.json();
+checkProcessed(a, num('{prefix}OrderId'), {json.dumps(lines)});
+function codeOf(productId) {{
+    return a.tickets_issued.find(function (t) {{ return t.product_id === productId; }}).ticket_code;
+}}
+{keep}
+"""),
+    ]
+
+
+gate = folder("Module 4 票券核销、二维码与签名 (ticket-gate)",
+              "CONTRACT Tickets: 工作人员核销 (nonce 重试与拒绝), 二维码 (PNG / SVG), 签名票码与租户公钥, "
+              "operator 核销记录。TC-TKT-001..018。每次运行使用新票券和唯一的闸机名 (tkGate)。", pay_requests(
+    "TC-TKT-001", "tk", [[101, 1], [102, 1]],
+    '{\n  "items": [\n    {"product_id": 101, "quantity": 1},\n    {"product_id": 102, "quantity": 1}\n  ]\n}',
+    "pm.collectionVariables.set('tkPassCode', codeOf(101));\n"
+    "pm.collectionVariables.set('tkAirportCode', codeOf(102));\n"
+    "pm.collectionVariables.set('tkGate', pm.variables.replaceIn('Newman-Gate-{{$timestamp}}-{{$randomInt}}{{$randomInt}}'));") + [
+    req("TC-TKT-001 工作人员核销一项权益 (metro, 带 nonce)", "POST", "/tickets/{{tkPassCode}}/redeem", auth="staff",
+        body=redeem_body("metro", "newman-scan-1"),
+        desc="CONTRACT: POST /tickets/{code}/redeem (staff token) → 200, redemption 与 uses_left。一次核销只用掉该权益的一次。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+const a = pm.response.json();
+checkRedeemAnswer(a, v('tkPassCode'), 'metro', 0, 'ACTIVE', false);
+saveJson('tkFirstScan', a.redemption);
+ticketAs(v('tkPassCode'), pm.variables.get('userToken'), function (t) {
+    pm.test('只扣减 metro: metro 0, bus 1, ferry 1', function () {
+        pm.expect(usesLeftOf(t)).to.eql({ metro: 0, bus: 1, ferry: 1 });
+    });
+});
+"""),
+    req("TC-TKT-002 相同 nonce 重试 → 重放首次核销", "POST", "/tickets/{{tkPassCode}}/redeem", auth="staff",
+        body=redeem_body("metro", "newman-scan-1"),
+        desc="闸机网络重试: 同一票券、同一 nonce、同一权益与地点 → 200, replayed = true, 与首次相同的 redemption; 不再扣减。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+const a = pm.response.json();
+checkRedeemAnswer(a, v('tkPassCode'), 'metro', 0, 'ACTIVE', true);
+pm.test('与首次核销是同一条记录 (id, redeemed_at, staff 相同)', function () {
+    pm.expect(a.redemption).to.eql(loadJson('tkFirstScan'));
+});
+ticketAs(v('tkPassCode'), pm.variables.get('userToken'), function (t) {
+    pm.test('重试不重复扣减: 仍只有 1 次核销, metro 0, bus 1, ferry 1', function () {
+        pm.expect(t.redemptions).to.have.lengthOf(1);
+        pm.expect(usesLeftOf(t)).to.eql({ metro: 0, bus: 1, ferry: 1 });
+    });
+});
+"""),
+    req("TC-TKT-003 同一 nonce 用于另一次核销 → 409 nonce_reused", "POST", "/tickets/{{tkPassCode}}/redeem",
+        auth="staff", body=redeem_body("bus", "newman-scan-1"),
+        desc="nonce 已用于 metro 的核销, 再用于 bus: 拒绝, 不扣减 bus; 拒绝也被记录。",
+        test=expect_error(409, "nonce_reused") + r"""
+ticketAs(v('tkPassCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('bus 未被扣减 (uses_left 1)', function () { pm.expect(usesLeftOf(t).bus).to.equal(1); });
+});
+"""),
+    req("TC-TKT-004 已用完的权益 (新 nonce) → 409 entitlement_used_up", "POST", "/tickets/{{tkPassCode}}/redeem",
+        auth="staff", body=redeem_body("metro", "newman-scan-2"),
+        test=expect_error(409, "entitlement_used_up")),
+    req("TC-TKT-005 持有人查看票券: 权益余量与核销记录", "GET", "/tickets/{{tkPassCode}}",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+const t = pm.response.json();
+pm.test('status = ACTIVE, order_id = 原订单', function () {
+    pm.expect(t.ticket_code).to.equal(v('tkPassCode'));
+    pm.expect(t.status).to.equal('ACTIVE');
+    pm.expect(t.order_id).to.equal(num('tkOrderId'));
+});
+pm.test('entitlements: metro 0/1, bus 1/1, ferry 1/1', function () {
+    pm.expect(usesLeftOf(t)).to.eql({ metro: 0, bus: 1, ferry: 1 });
+    t.entitlements.forEach(function (e) { pm.expect(e.uses_total, e.code + '.uses_total').to.equal(1); });
+});
+pm.test('redemptions 只列出被接受的核销 (拒绝不在其中): 即 TC-TKT-001 的那一条', function () {
+    pm.expect(t.redemptions).to.eql([loadJson('tkFirstScan')]);
+});
+pm.test('payment: mock, transaction_id = gateway_txn_id, paid_at 为 RFC 3339', function () {
+    pm.expect(t.payment.gateway).to.equal('mock');
+    pm.expect(t.payment.transaction_id).to.equal(v('tkTxnId'));
+    pm.expect(t.payment.paid_at).to.match(RFC3339);
+});
+"""),
+    req("TC-TKT-006 核销 bus (无 nonce)", "POST", "/tickets/{{tkPassCode}}/redeem", auth="staff",
+        body=redeem_body("bus"),
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+checkRedeemAnswer(pm.response.json(), v('tkPassCode'), 'bus', 0, 'ACTIVE', false);
+"""),
+    req("TC-TKT-006 核销最后一项 ferry → 票券 REDEEMED", "POST", "/tickets/{{tkPassCode}}/redeem", auth="staff",
+        body=redeem_body("ferry"),
+        desc="全部权益用完时 ticket_status = REDEEMED。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+checkRedeemAnswer(pm.response.json(), v('tkPassCode'), 'ferry', 0, 'REDEEMED', false);
+ticketAs(v('tkPassCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('票券 status = REDEEMED, 核销记录按时间先后: metro, bus, ferry', function () {
+        pm.expect(t.status).to.equal('REDEEMED');
+        pm.expect(t.redemptions.map(function (r) { return r.entitlement; })).to.eql(['metro', 'bus', 'ferry']);
+        pm.expect(usesLeftOf(t)).to.eql({ metro: 0, bus: 0, ferry: 0 });
+    });
+});
+"""),
+    req("TC-TKT-007 票券没有该权益 → 404 entitlement_not_found", "POST", "/tickets/{{tkAirportCode}}/redeem",
+        auth="staff", body=redeem_body("metro"),
+        desc="机场快线单程票 (102) 只有 airport 权益。",
+        test=expect_error(404, "entitlement_not_found") + r"""
+ticketAs(v('tkAirportCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('airport 未被扣减', function () { pm.expect(usesLeftOf(t)).to.eql({ airport: 1 }); });
+});
+"""),
+    req("TC-TKT-008 未知票券 → 404 ticket_not_found", "POST", f"/tickets/{UNKNOWN_TICKET}/redeem", auth="staff",
+        body=redeem_body("metro"), test=expect_error(404, "ticket_not_found")),
+    req("TC-TKT-009 客户 token 核销 → 403 wrong_role", "POST", "/tickets/{{tkAirportCode}}/redeem",
+        body=redeem_body("airport"), test=expect_error(403, "wrong_role")),
+    req("TC-TKT-009 无 token 核销 → 401", "POST", "/tickets/{{tkAirportCode}}/redeem", auth=None,
+        body=redeem_body("airport"), test=expect_error(401, "unauthorized")),
+    req("TC-TKT-010 核销请求体非法 (entitlement 含大写与符号) → 422", "POST", "/tickets/{{tkAirportCode}}/redeem",
+        auth="staff", body=redeem_body("METRO!"), test=expect_error(422, "validation_error") + r"""
+ticketAs(v('tkAirportCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('被拒绝的请求 (401/403/422) 没有用掉 airport', function () {
+        pm.expect(usesLeftOf(t)).to.eql({ airport: 1 });
+        pm.expect(t.redemptions).to.be.empty;
+    });
+});
+"""),
+] + pay_requests(
+    "TC-TKT-011", "tkVoid", [[101, 1]], ORDER_101x1,
+    "pm.collectionVariables.set('tkVoidCode', codeOf(101));") + [
+    req("TC-TKT-011 准备: operator 退款 → 票券作废", "POST", "/admin/tenants/{{tenant}}/orders/{{tkVoidOrderId}}/refund",
+        auth="admin",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+ticketAs(v('tkVoidCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('票券 status = VOID', function () { pm.expect(t.status).to.equal('VOID'); });
+});
+"""),
+    req("TC-TKT-011 已退款 (作废) 的票券 → 409 ticket_void", "POST", "/tickets/{{tkVoidCode}}/redeem", auth="staff",
+        body=redeem_body("metro", "newman-void-1"), test=expect_error(409, "ticket_void") + r"""
+ticketAs(v('tkVoidCode'), pm.variables.get('staffToken'), function (t) {
+    pm.test('作废票券未被核销: metro 仍为 1, 无核销记录', function () {
+        pm.expect(usesLeftOf(t).metro).to.equal(1);
+        pm.expect(t.redemptions).to.be.empty;
+    });
+});
+"""),
+    req("TC-TKT-012 二维码 PNG (默认格式, 持有人)", "GET", "/tickets/{{tkAirportCode}}/qr",
+        desc="CONTRACT: GET /tickets/{code}/qr (owner) → 二维码图像, 默认 PNG。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+pm.test('Content-Type = image/png, Cache-Control = no-store', function () {
+    pm.expect(pm.response.headers.get('Content-Type')).to.equal('image/png');
+    pm.expect(pm.response.headers.get('Cache-Control')).to.equal('no-store');
+});
+const png = pm.response.stream;
+pm.test('PNG 文件签名 89 50 4E 47 0D 0A 1A 0A, 首块为 IHDR', function () {
+    pm.expect(png.slice(0, 8).toString('hex')).to.equal('89504e470d0a1a0a');
+    pm.expect(png.slice(12, 16).toString('ascii')).to.equal('IHDR');
+});
+function be32(at) { return ((png[at] << 24) >>> 0) + (png[at + 1] << 16) + (png[at + 2] << 8) + png[at + 3]; }
+pm.test('正方形图像, 尺寸为完整 QR 码 (8 px 模块, 4 模块静区)', function () {
+    pm.expect(be32(16), 'width = height').to.equal(be32(20));
+    pm.collectionVariables.set('tkQrModules', qrSide(be32(16)));
+});
+"""),
+    req("TC-TKT-013 二维码 SVG (?format=svg)", "GET", "/tickets/{{tkAirportCode}}/qr", query=[("format", "svg")],
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+pm.test('Content-Type = image/svg+xml, Cache-Control = no-store', function () {
+    pm.expect(pm.response.headers.get('Content-Type')).to.equal('image/svg+xml');
+    pm.expect(pm.response.headers.get('Cache-Control')).to.equal('no-store');
+});
+const svg = pm.response.text();
+const root = svg.match(/<svg\b[^>]*>/);
+pm.test('SVG 文档: <svg xmlns="http://www.w3.org/2000/svg" ...> ... </svg>', function () {
+    pm.expect(root, 'root element').to.not.equal(null);
+    pm.expect(root[0]).to.include('xmlns="http://www.w3.org/2000/svg"');
+    pm.expect(svg.trim()).to.match(/<\/svg>$/);
+});
+pm.test('与 PNG 相同的 QR 码尺寸 (同一内容)', function () {
+    const w = Number(root[0].match(/\bwidth="(\d+)"/)[1]);
+    const h = Number(root[0].match(/\bheight="(\d+)"/)[1]);
+    pm.expect(w, 'width = height').to.equal(h);
+    pm.expect(qrSide(w)).to.equal(num('tkQrModules'));
+});
+pm.collectionVariables.set('tkQrSvg', svg);
+"""),
+    req("TC-TKT-013 二维码 SVG (Accept: image/svg+xml) 与 ?format=svg 相同", "GET", "/tickets/{{tkAirportCode}}/qr",
+        accept="image/svg+xml, */*;q=0.1",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+pm.test('Content-Type = image/svg+xml, 内容与 ?format=svg 完全相同', function () {
+    pm.expect(pm.response.headers.get('Content-Type')).to.equal('image/svg+xml');
+    pm.expect(pm.response.text()).to.equal(v('tkQrSvg'));
+});
+"""),
+    req("TC-TKT-013 ?format=png 优先于 Accept: image/svg+xml", "GET", "/tickets/{{tkAirportCode}}/qr",
+        query=[("format", "png")], accept="image/svg+xml",
+        test=r"""
+pm.test('返回状态码 200, Content-Type = image/png', function () {
+    pm.response.to.have.status(200);
+    pm.expect(pm.response.headers.get('Content-Type')).to.equal('image/png');
+});
+"""),
+    req("TC-TKT-014 签名票码 (?format=txt): <ticket_code>.<signature>", "GET", "/tickets/{{tkAirportCode}}/qr",
+        query=[("format", "txt")],
+        desc="二维码承载的内容: 票码 + '.' + Ed25519 签名 (base32, 无填充), 签名覆盖 '<tenant>/<ticket_code>'。"
+             "Postman sandbox 没有 Ed25519, 这里校验格式、确定性与归属; 验签见 tests/ticket/test_qr.py。",
+        test=r"""
+pm.test('返回状态码 200, Content-Type = text/plain', function () {
+    pm.response.to.have.status(200);
+    pm.expect(pm.response.headers.get('Content-Type')).to.match(/^text\/plain/);
+});
+const payload = pm.response.text();
+const parts = payload.split('.');
+pm.test('payload = 本票 ticket_code + "." + 103 个 base32 字符 (64 字节签名)', function () {
+    pm.expect(parts, payload).to.have.lengthOf(2);
+    pm.expect(parts[0]).to.equal(v('tkAirportCode'));
+    pm.expect(parts[0]).to.match(TICKET_CODE);
+    pm.expect(parts[1]).to.match(/^[A-Z2-7]{103}$/);
+});
+pm.test('只含 QR 字母数字模式的字符 (0-9 A-Z - .)', function () {
+    pm.expect(payload).to.match(/^[0-9A-Z.-]+$/);
+});
+pm.collectionVariables.set('tkSignedCode', payload);
+const other = { url: baseUrl + '/tickets/' + v('tkPassCode') + '/qr?format=txt', method: 'GET',
+                header: [{ key: 'X-Tenant-ID', value: tenant }, { key: 'Authorization', value: 'Bearer ' + pm.variables.get('userToken') }] };
+pm.sendRequest(other, function (err, res) {
+    pm.test('另一张票的签名不同', function () {
+        pm.expect(err).to.equal(null);
+        pm.expect(res.code).to.equal(200);
+        const p = res.text().split('.');
+        pm.expect(p[0]).to.equal(v('tkPassCode'));
+        pm.expect(p[1]).to.match(/^[A-Z2-7]{103}$/);
+        pm.expect(p[1]).to.not.equal(parts[1]);
+    });
+});
+"""),
+    req("TC-TKT-014 工作人员取得相同的签名票码 (签名确定)", "GET", "/tickets/{{tkAirportCode}}/qr", auth="staff",
+        query=[("format", "txt")],
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+pm.test('与持有人取得的 payload 完全相同 (Ed25519 签名确定, 密钥未变)', function () {
+    pm.expect(pm.response.text()).to.equal(v('tkSignedCode'));
+});
+"""),
+    req("TC-TKT-015 二维码: 其他客户 → 404, 无 token → 401, 未知格式 → 422", "GET", "/tickets/{{tkAirportCode}}/qr",
+        auth="{{tkStrangerToken}}",
+        desc="准备: operator 创建一个新客户 (每次运行一个)。票券只对持有人和本租户工作人员可见。",
+        pre=r"""
+const admin = pm.variables.get('adminToken');
+call('POST', '/admin/tenants/' + tenant + '/users', admin, { name: 'Newman Stranger', role: 'customer' }, function (err, res, u) {
+    pm.test('[operator] 创建客户 → 200, 返回 token', function () {
+        pm.expect(err).to.equal(null);
+        pm.expect(res.code, JSON.stringify(u)).to.equal(200);
+        pm.expect(u.token).to.be.a('string').and.not.empty;
+    });
+    pm.collectionVariables.set('tkStrangerToken', u.token);
+});
+""",
+        test=expect_error(404, "ticket_not_found") + r"""
+call('GET', '/tickets/' + v('tkAirportCode') + '/qr', null, undefined, function (err, res, json) {
+    pm.test('无 token → 401 unauthorized', function () {
+        pm.expect(res.code).to.equal(401);
+        pm.expect(json.code).to.equal('unauthorized');
+    });
+});
+call('GET', '/tickets/' + v('tkAirportCode') + '/qr?format=gif', pm.variables.get('userToken'), undefined, function (err, res, json) {
+    pm.test('?format=gif → 422 validation_error', function () {
+        pm.expect(res.code).to.equal(422);
+        pm.expect(json.code).to.equal('validation_error');
+    });
+});
+call('GET', '/tickets/' + UNKNOWN_TICKET + '/qr', pm.variables.get('userToken'), undefined, function (err, res, json) {
+    pm.test('未知票券 → 404 ticket_not_found', function () {
+        pm.expect(res.code).to.equal(404);
+        pm.expect(json.code).to.equal('ticket_not_found');
+    });
+});
+"""),
+    req("TC-TKT-016 租户公钥 (无需认证)", "GET", "/tenants/{{tenant}}/ticket-key", auth=None, tenant=None,
+        desc="CONTRACT/OpenAPI: GET /tenants/{slug}/ticket-key → 闸机离线验签用的 Ed25519 公钥 (raw base64url 与 PEM)。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+const k = pm.response.json();
+pm.test('tenant = ' + tenant + ', algorithm = Ed25519, 说明 payload 格式与签名内容', function () {
+    pm.expect(k.tenant).to.equal(tenant);
+    pm.expect(k.algorithm).to.equal('Ed25519');
+    pm.expect(k.payload_format).to.equal('<ticket_code>.<signature>');
+    pm.expect(k.signed_message).to.equal('<tenant_slug>/<ticket_code>');
+    pm.expect(k.signature_encoding).to.include('base32');
+});
+pm.test('public_key: 32 字节, base64url 无填充 (43 字符)', function () {
+    pm.expect(k.public_key).to.match(/^[A-Za-z0-9_-]{43}$/);
+});
+pm.test('public_key_pem 是同一把公钥 (SubjectPublicKeyInfo: 302a300506032b6570032100 + 32 字节)', function () {
+    const pem = k.public_key_pem.trim();
+    pm.expect(pem).to.match(/^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+\/=\n]+\n-----END PUBLIC KEY-----$/);
+    const der = Buffer.from(pem.split('\n').slice(1, -1).join(''), 'base64').toString('hex');
+    const raw = Buffer.from(k.public_key.replace(/-/g, '+').replace(/_/g, '/') + '=', 'base64').toString('hex');
+    pm.expect(raw).to.have.lengthOf(64);
+    pm.expect(der).to.equal('302a300506032b6570032100' + raw);
+});
+pm.collectionVariables.set('tkPublicKey', k.public_key);
+"""),
+    req("TC-TKT-016 公钥稳定 (再次获取相同), 未知租户 → 404", "GET", "/tenants/{{tenant}}/ticket-key", auth=None, tenant=None,
+        test=r"""
+pm.test('返回状态码 200, 与上次相同的 public_key', function () {
+    pm.response.to.have.status(200);
+    pm.expect(pm.response.json().public_key).to.equal(v('tkPublicKey'));
+});
+pm.sendRequest({ url: baseUrl + '/tenants/nosuchtenant/ticket-key', method: 'GET' }, function (err, res) {
+    pm.test('GET /tenants/nosuchtenant/ticket-key → 404 tenant_not_found', function () {
+        pm.expect(err).to.equal(null);
+        pm.expect(res.code).to.equal(404);
+        pm.expect(res.json().code).to.equal('tenant_not_found');
+    });
+});
+"""),
+    req("TC-TKT-017 operator 核销记录: 本次闸机的全部扫描, 最新在前", "GET", "/admin/tenants/{{tenant}}/redemptions",
+        auth="admin", query=[("location", "{{tkGate}}")],
+        desc="CONTRACT/OpenAPI: GET /admin/tenants/{slug}/redemptions → 接受与拒绝的扫描, 最新在前。"
+             "重试重放不新增记录; 401/403/422 的请求不被记录。",
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+const list = pm.response.json().redemptions;
+pm.test('8 次扫描, 最新在前: ticket_void, ticket_not_found, entitlement_not_found, ferry, bus, entitlement_used_up, nonce_reused, metro', function () {
+    pm.expect(list.map(scanLabel)).to.eql(['ticket_void', 'ticket_not_found', 'entitlement_not_found', 'ferry', 'bus',
+                                           'entitlement_used_up', 'nonce_reused', 'metro']);
+    const times = list.map(function (s) { return Date.parse(s.redeemed_at); });
+    pm.expect(times.slice().sort(function (a, b) { return b - a; }), 'redeemed_at non-increasing').to.eql(times);
+});
+pm.test('每条记录: location, staff = ' + GATE_STAFF + ', redeemed_at 为 RFC 3339', function () {
+    list.forEach(function (s) {
+        pm.expect(s.location).to.equal(v('tkGate'));
+        pm.expect(s.staff.name).to.equal(GATE_STAFF);
+        pm.expect(s.redeemed_at).to.match(RFC3339);
+    });
+});
+const first = loadJson('tkFirstScan');
+pm.test('被接受的 metro 核销: 同一 id 与时间, 可追溯到票券、订单与商品, uses_left 0, nonce', function () {
+    const s = list[7];
+    pm.expect(s.id).to.equal(first.id);
+    pm.expect(s.redeemed_at).to.equal(first.redeemed_at);
+    pm.expect(s.staff).to.eql(first.staff);
+    pm.expect(s).to.include({ ticket_code: v('tkPassCode'), order_id: num('tkOrderId'), product_id: 101,
+                              entitlement: 'metro', accepted: true, reason: null, uses_left: 0, nonce: 'newman-scan-1' });
+});
+pm.test('拒绝记录: nonce_reused 保留 nonce 与所请求的权益 (bus), 无 uses_left', function () {
+    pm.expect(list[6]).to.include({ ticket_code: v('tkPassCode'), order_id: num('tkOrderId'), product_id: 101,
+                                    entitlement: 'bus', accepted: false, reason: 'nonce_reused', uses_left: null, nonce: 'newman-scan-1' });
+});
+pm.test('拒绝记录: 未知票券无订单与商品', function () {
+    pm.expect(list[1]).to.include({ ticket_code: UNKNOWN_TICKET, order_id: null, product_id: null,
+                                    accepted: false, reason: 'ticket_not_found', nonce: null });
+});
+pm.test('拒绝记录: 作废票券, 订单 = 已退款订单', function () {
+    pm.expect(list[0]).to.include({ ticket_code: v('tkVoidCode'), order_id: num('tkVoidOrderId'), product_id: 101,
+                                    accepted: false, reason: 'ticket_void', nonce: 'newman-void-1' });
+});
+"""),
+    req("TC-TKT-017 operator 核销记录筛选: accepted, product_id, limit", "GET", "/admin/tenants/{{tenant}}/redemptions",
+        auth="admin", query=[("location", "{{tkGate}}"), ("accepted", "false")],
+        test=r"""
+pm.test('返回状态码 200', function () { pm.response.to.have.status(200); });
+pm.test('accepted=false: 5 次拒绝, 最新在前', function () {
+    const list = pm.response.json().redemptions;
+    pm.expect(list.map(scanLabel)).to.eql(['ticket_void', 'ticket_not_found', 'entitlement_not_found',
+                                           'entitlement_used_up', 'nonce_reused']);
+    list.forEach(function (s) { pm.expect(s.accepted).to.equal(false); });
+});
+scansAt('accepted=true', function (list) {
+    pm.test('accepted=true: ferry, bus, metro (重放未新增记录)', function () {
+        pm.expect(list.map(scanLabel)).to.eql(['ferry', 'bus', 'metro']);
+    });
+});
+scansAt('product_id=102', function (list) {
+    pm.test('product_id=102: 只有机场快线票的 entitlement_not_found', function () {
+        pm.expect(list.map(scanLabel)).to.eql(['entitlement_not_found']);
+        pm.expect(list[0].ticket_code).to.equal(v('tkAirportCode'));
+    });
+});
+scansAt('limit=2', function (list) {
+    pm.test('limit=2: 最新的 2 条', function () {
+        pm.expect(list.map(scanLabel)).to.eql(['ticket_void', 'ticket_not_found']);
+    });
+});
+"""),
+    req("TC-TKT-018 operator 核销记录: staff token 不是 operator token → 401", "GET", "/admin/tenants/{{tenant}}/redemptions",
+        auth="staff", test=expect_error(401, "unauthorized")),
+    req("TC-TKT-018 operator 核销记录: since 不带时区 → 422", "GET", "/admin/tenants/{{tenant}}/redemptions",
+        auth="admin", query=[("since", "2026-01-01T00:00:00")], test=expect_error(422, "validation_error")),
+    req("TC-TKT-018 operator 核销记录: 未知租户 → 404", "GET", "/admin/tenants/nosuchtenant/redemptions",
+        auth="admin", test=expect_error(404, "tenant_not_found")),
+])
+
 COLLECTION_TEST = r"""
 // CONTRACT (Conventions): every error answer is JSON with at least `error` (for people) and `code` (for programs).
 if (pm.response.code >= 400) {
@@ -1092,7 +1573,9 @@ collection = {
         "description": (
             "Postman collection for the ticketing service (CONTRACT.md), following the QA runbook "
             "US-004 (支付通知与票券发放): TC-PAY-001..009 and the QA E2E checklist TC-ORDER-101, "
-            "TC-PAY-101..104, 201..204, 301, 302, plus negative checks.\n\n"
+            "TC-PAY-101..104, 201..204, 301, 302; the ticket gate (CONTRACT Tickets) TC-TKT-001..018: staff redemption "
+            "with nonce retries and refusals, QR codes (PNG, SVG), the signed ticket code and the tenant's public "
+            "ticket key, and the operator's list of scans; plus negative checks.\n\n"
             "Run: `bash scripts/newman.sh` (throwaway server, fresh SQLite, fault injection on), or against "
             "`make run`: `npx newman run postman/ticketing.postman_collection.json -e postman/local.postman_environment.json`. "
             "The atomicity drills (TC-PAY-009, TC-PAY-301) need the server started with `TICKETING_FAULT_INJECTION=1`, "
@@ -1104,7 +1587,7 @@ collection = {
         ),
         "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
     },
-    "item": [setup, module1, module2, module3, round1, round2, round3, negative],
+    "item": [setup, module1, module2, module3, round1, round2, round3, gate, negative],
     "event": [event("test", COLLECTION_TEST)],
     "variable": [],
 }
