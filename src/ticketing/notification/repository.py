@@ -5,19 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Notification
 
-_ADD = insert(Notification.__table__).returning(Notification.__table__.c.id)
+_ADD = insert(Notification.__table__).returning(Notification.__table__.c.id,
+                                                sort_by_parameter_order=True)
 
 
 class NotificationRepository(TenantRepository):
     """Notifications of one tenant."""
 
-    def add(self, **values: Any) -> int:
-        return run(self.session, _ADD, {"tenant_id": self.tenant_id, **values}).scalar_one()
+    @staticmethod
+    def add_many(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert notifications (each row names its tenant); their ids, in order."""
+        if len(rows) == 1:
+            return [run(session, _ADD, rows[0]).scalar_one()]
+        return [row[0] for row in run(session, _ADD, rows)]
 
     def latest(self, *, outcome: str | None, order_id: int | None, limit: int,
                before_id: int | None) -> list[Notification]:

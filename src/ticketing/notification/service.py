@@ -48,24 +48,42 @@ def record(
     detail: str | None = None,
 ) -> int:
     """Store one notification with its outcome; returns its id."""
+    row = notification_row(tenant_id, received, outcome=outcome, http_status=http_status,
+                           notice=notice, order_id=order_id, detail=detail)
+    return NotificationRepository.add_many(session, [row])[0]
+
+
+def notification_row(
+    tenant_id: int,
+    received: Received,
+    *,
+    outcome: str,
+    http_status: int,
+    notice: PaymentNotice | None = None,
+    order_id: int | None = None,
+    detail: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The stored form of one notification (counted in the metrics as it is made)."""
     assert outcome in OUTCOMES, outcome
     NOTIFICATIONS.labels(received.gateway, outcome).inc()
-    return NotificationRepository(session, tenant_id).add(
-        gateway=received.gateway,
-        event_type=notice.event_type if notice else received.event_type,
-        gateway_txn_id=notice.gateway_txn_id if notice else None,
-        order_id=order_id if order_id is not None else (notice.order_id if notice else None),
-        amount=notice.amount if notice else None,
-        trade_status=(notice.trade_state or notice.status) if notice else None,
-        verification=received.verification,
-        outcome=outcome,
-        http_status=http_status,
-        detail=detail,
-        headers=received.headers,
-        body=received.body,
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
-        received_at=utcnow(),
-    )
+    return {
+        "tenant_id": tenant_id,
+        "gateway": received.gateway,
+        "event_type": notice.event_type if notice else received.event_type,
+        "gateway_txn_id": notice.gateway_txn_id if notice else None,
+        "order_id": order_id if order_id is not None else (notice.order_id if notice else None),
+        "amount": notice.amount if notice else None,
+        "trade_status": (notice.trade_state or notice.status) if notice else None,
+        "verification": received.verification,
+        "outcome": outcome,
+        "http_status": http_status,
+        "detail": detail,
+        "headers": received.headers,
+        "body": received.body,
+        "request_id": request_id or structlog.contextvars.get_contextvars().get("request_id"),
+        "received_at": utcnow(),
+    }
 
 
 def notification_view(n: Notification) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -19,7 +19,9 @@ _ORDERS, _ITEMS, _PRODUCTS = Order.__table__, OrderItem.__table__, Product.__tab
 _ENTS = ProductEntitlement.__table__
 _TENANT = bindparam("tenant_id")
 _BY_ID = select(Order).where(Order.tenant_id == _TENANT, Order.id == bindparam("order_id"))
-_BY_ID_LOCKED = _BY_ID.with_for_update()
+# FOR NO KEY UPDATE: serialises everything that changes the order, but not the
+# foreign-key checks of rows inserted for it (tickets, events, notifications).
+_BY_ID_LOCKED = _BY_ID.with_for_update(key_share=True)
 _ITEMS_OF = (select(*_ITEMS.c)
              .where(_ITEMS.c.tenant_id == _TENANT, _ITEMS.c.order_id == bindparam("order_id"))
              .order_by(_ITEMS.c.id))
@@ -81,6 +83,47 @@ class Entitlement(tuple[str, str, int]):
 class OrderRepository(TenantRepository):
     """Orders of one tenant, and the stock counters they move."""
 
+    @staticmethod
+    def lock_many(session: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], Row[Any]]:
+        """Lock the orders named by (tenant, order id), in id order (no deadlocks); rows."""
+        stmt = (select(*_ORDERS.c)
+                .where(tuple_(_ORDERS.c.tenant_id, _ORDERS.c.id).in_(keys))
+                .order_by(_ORDERS.c.id).with_for_update(key_share=True))
+        return {(row.tenant_id, row.id): row for row in run(session, stmt)}
+
+    @staticmethod
+    def items_with_entitlements_many(
+        session: Session, keys: list[tuple[int, int]],
+    ) -> tuple[dict[int, list[Row[Any]]], dict[int, list[Entitlement]]]:
+        """`items_with_entitlements` of several orders: items by order id, entitlements."""
+        stmt = (select(*_ITEMS.c, _ENTS.c.code.label("ent_code"),
+                       _ENTS.c.name.label("ent_name"), _ENTS.c.uses.label("ent_uses"))
+                .outerjoin(_ENTS, _ENTS.c.product_pk == _ITEMS.c.product_pk)
+                .where(tuple_(_ITEMS.c.tenant_id, _ITEMS.c.order_id).in_(keys))
+                .order_by(_ITEMS.c.id, _ENTS.c.id))
+        return _group_items(run(session, stmt))
+
+    @staticmethod
+    def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]]) -> None:
+        """`set_state` for several (order, values, expected state); raises if one moved."""
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for order, values, expected in moves:
+            params = {f"v_{key}": value for key, value in values.items()}
+            params.update(w_tenant=order.tenant_id, w_order=order.id, w_expected=expected)
+            by_keys.setdefault(tuple(values), []).append(params)
+        for keys, params in by_keys.items():
+            if _execute_many(session, _set_state_stmt(keys), params) != len(params):
+                raise RuntimeError("an order changed state under its lock")
+
+    @staticmethod
+    def record_events(session: Session, events: list[tuple[int, int, int, int, bool, str, datetime]]) -> None:
+        """`record_event` for several orders at once."""
+        run(session, _ADD_EVENT, [
+            {"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
+             "to_state": to_state, "accepted": accepted, "reason": reason[:200],
+             "created_at": when}
+            for tenant_id, order_id, from_state, to_state, accepted, reason, when in events])
+
     def by_id(self, order_id: int, *, lock: bool = False) -> Order | None:
         stmt = _BY_ID_LOCKED if lock else _BY_ID
         params = {"tenant_id": self.tenant_id, "order_id": order_id}
@@ -103,16 +146,9 @@ class OrderRepository(TenantRepository):
 
     def items_with_entitlements(self, order_id: int) -> tuple[list[Row[Any]], dict[int, list[Entitlement]]]:
         """The order's items, and the entitlements of each of their products."""
-        items: dict[int, Row[Any]] = {}
-        ents: dict[int, list[Entitlement]] = {}
-        first_item: dict[int, int] = {}  # product -> the item whose rows list its entitlements
         params = {"tenant_id": self.tenant_id, "order_id": order_id}
-        for row in run(self.session, _ITEMS_WITH_ENTS, params):
-            items.setdefault(row.id, row)
-            listed = ents.setdefault(row.product_pk, [])
-            if first_item.setdefault(row.product_pk, row.id) == row.id and row.ent_code is not None:
-                listed.append(Entitlement((row.ent_code, row.ent_name, row.ent_uses)))
-        return list(items.values()), ents
+        items, ents = _group_items(run(self.session, _ITEMS_WITH_ENTS, params))
+        return items.get(order_id, []), ents
 
     def add(self, values: dict[str, Any]) -> int:
         """Insert an order row; its id."""
@@ -173,6 +209,31 @@ class OrderRepository(TenantRepository):
 _STOCK_MOVES = "ticketing_stock_moves"
 
 
+def _group_items(rows: Any) -> tuple[dict[int, list[Row[Any]]], dict[int, list[Entitlement]]]:
+    """Item rows joined with their products' entitlements: items by order, entitlements."""
+    items: dict[int, dict[int, Row[Any]]] = {}
+    ents: dict[int, list[Entitlement]] = {}
+    first_item: dict[int, int] = {}  # product -> the item whose rows list its entitlements
+    for row in rows:
+        items.setdefault(row.order_id, {}).setdefault(row.id, row)
+        listed = ents.setdefault(row.product_pk, [])
+        if first_item.setdefault(row.product_pk, row.id) == row.id and row.ent_code is not None:
+            listed.append(Entitlement((row.ent_code, row.ent_name, row.ent_uses)))
+    return {order_id: list(by_id.values()) for order_id, by_id in items.items()}, ents
+
+
+def _execute_many(session: Session, stmt: Any, params: list[dict[str, Any]]) -> int:
+    """Run an UPDATE for each parameter set; the rows it changed in all.
+
+    One executemany where the driver reports its row count (PostgreSQL: one round
+    trip), else one statement each.
+    """
+    conn = session.connection()
+    if len(params) > 1 and conn.dialect.supports_sane_multi_rowcount:
+        return conn.execute(stmt, params).rowcount
+    return sum(conn.execute(stmt, one).rowcount for one in params)
+
+
 def _apply_stock_moves(session: Session) -> None:
     moves = session.info.pop(_STOCK_MOVES, {})
     params = [
@@ -184,15 +245,9 @@ def _apply_stock_moves(session: Session) -> None:
     ]
     if not params:
         return
-    conn = session.connection()
-    if len(params) > 1 and conn.dialect.supports_sane_multi_rowcount:
-        # one executemany: on PostgreSQL one round trip, rows still locked in order
-        if conn.execute(_MOVE, params).rowcount == len(params):
-            return
+    # rows are updated in product id order, as everywhere (no deadlocks)
+    if _execute_many(session, _MOVE, params) != len(params):
         raise RuntimeError("a product vanished under a stock move")
-    for one in params:
-        if conn.execute(_MOVE, one).rowcount != 1:
-            raise RuntimeError(f"product {one['w_product']} vanished under a stock move")
 
 
 def pending_orders_due(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ticketing.api.deps import DbDep, TenantDep
+from ticketing.api.deps import DbDep, SettingsDep, TenantDep
 from ticketing.kit.errors import error_responses
-from ticketing.payment import flows, wechat_flow
+from ticketing.payment import batch, wechat_flow
 from ticketing.payment.schemas import MockNotifyIn, NotifyOut
 
 router = APIRouter(tags=["payments"])
@@ -25,10 +25,12 @@ _EXAMPLE = MockNotifyIn(order_id=1, gateway_txn_id="MOCK-0001", status="SUCCESS"
         "schema": MockNotifyIn.model_json_schema(), "example": _EXAMPLE.model_dump()}},
         "required": True}},
 )
-async def mock_notify(request: Request, db: DbDep, tenant: TenantDep) -> JSONResponse:
+async def mock_notify(request: Request, db: DbDep, settings: SettingsDep,
+                      tenant: TenantDep) -> JSONResponse:
     """A mock-gateway payment notification; duplicates are answered as the first time."""
     raw = await request.body()
-    result = await run_in_threadpool(flows.notify_mock, db, tenant, raw, request.headers)
+    result = await run_in_threadpool(batch.notify_mock, db, settings.notify_batch_max, tenant,
+                                     raw, request.headers)
     return JSONResponse(result.body, status_code=result.http_status)
 
 

@@ -130,7 +130,8 @@ def failed_unverified(db: Database, slug: str, received: Received, notice: Payme
     return failed(db, tenant_id, received, notice, exc)
 
 
-def _mock_notice(raw: bytes) -> PaymentNotice:
+def mock_notice(raw: bytes) -> PaymentNotice:
+    """The notice a mock notification's body states; Invalid (422) if malformed."""
     from pydantic import ValidationError
 
     from ticketing.api.errors import validation_body
@@ -155,19 +156,20 @@ def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> Notify
     received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
                         headers=notifications.kept_headers(headers), verification=verification)
     if verification == "failed":
-        return _rejected(session, tenant.id, received, 401, "bad X-Mock-Signature",
+        return rejected(session, tenant.id, received, 401, "bad X-Mock-Signature",
                          {"status": "error", "error": "Invalid signature", "code": "bad_signature"})
     try:
-        notice = _mock_notice(raw)
+        notice = mock_notice(raw)
     except Invalid as exc:
-        return _rejected(session, tenant.id, received, 422, exc.message, exc.body())
+        return rejected(session, tenant.id, received, 422, exc.message, exc.body())
     log.info("notification.received", tenant_id=tenant.id, order_id=notice.order_id,
              verification=verification)
     return apply_guarded(session, tenant.id, notice, received)
 
 
-def _rejected(session: Session, tenant_id: int, received: Received, status: int, detail: str,
-              body: dict[str, Any]) -> NotifyResult:
+def rejected(session: Session, tenant_id: int, received: Received, status: int, detail: str,
+             body: dict[str, Any]) -> NotifyResult:
+    """Keep a notification that failed verification or parsing, and answer `status`."""
     nid = notifications.record(session, tenant_id, received, outcome="rejected",
                                http_status=status, detail=detail)
     return NotifyResult(status, body, "rejected", None, nid)
@@ -183,7 +185,7 @@ def notify_mock(db: Database, slug: str, raw: bytes, headers: Any) -> NotifyResu
         received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
                             headers=notifications.kept_headers(headers), verification="unverified")
         try:
-            notice: PaymentNotice | None = _mock_notice(raw)
+            notice: PaymentNotice | None = mock_notice(raw)
         except Invalid:
             notice = None
         return failed_unverified(db, slug, received, notice, exc)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import Row, bindparam, insert, select, tuple_
+from sqlalchemy.orm import Session
 
 from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
@@ -25,9 +26,21 @@ class PaymentRepository(TenantRepository):
         return run(self.session, _TXN, {"tenant_id": self.tenant_id, "gateway": gateway,
                                         "gateway_txn_id": gateway_txn_id}).one_or_none()
 
-    def add_txn(self, **values: Any) -> None:
-        """Insert a transaction; UNIQUE (tenant, gateway, txn id) refuses a second one."""
-        run(self.session, _ADD_TXN, {"tenant_id": self.tenant_id, **values})
+    @staticmethod
+    def txns_by_key(session: Session, keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+        """Which of these (tenant, gateway, gateway txn id) are already recorded."""
+        stmt = select(_TXNS.c.tenant_id, _TXNS.c.gateway, _TXNS.c.gateway_txn_id).where(
+            tuple_(_TXNS.c.tenant_id, _TXNS.c.gateway, _TXNS.c.gateway_txn_id).in_(keys))
+        return {(row[0], row[1], row[2]) for row in run(session, stmt)}
+
+    @staticmethod
+    def add_txns(session: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert transactions (each row names its tenant) in one statement.
+
+        UNIQUE (tenant, gateway, txn id) refuses a transaction recorded before.
+        """
+        run(session, _ADD_TXN, rows)
+
 
     def txns_for_order(self, order_id: int) -> list[PaymentTransaction]:
         stmt = (

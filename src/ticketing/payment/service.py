@@ -67,6 +67,26 @@ def _conflict(order_id: int | None, why: str) -> NotifyResult:
     return NotifyResult(409, body, "conflict", order_id)
 
 
+def notice_reason(notice: PaymentNotice) -> str:
+    """Why an order's state changed, as its order event says it."""
+    return f"{notice.gateway} {notice.gateway_txn_id} {notice.status}"
+
+
+def processed_body(order_id: int, order_status: str, issued: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to an applied SUCCESS notification (replayed to its duplicates)."""
+    return {"status": "processed", "order_id": order_id, "order_status": order_status,
+            "tickets_issued": issued}
+
+
+def txn_row(tenant_id: int, notice: PaymentNotice, order_id: int, outcome: str, applied: bool,
+            body: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a first-seen gateway transaction."""
+    return {"tenant_id": tenant_id, "gateway": notice.gateway,
+            "gateway_txn_id": notice.gateway_txn_id, "order_id": order_id,
+            "amount": notice.amount, "status": notice.status, "outcome": outcome,
+            "applied": applied, "refunded": False, "response": body, "created_at": utcnow()}
+
+
 def _apply(session: Session, tenant_id: int, order: Order, notice: PaymentNotice) -> NotifyResult:
     """Apply a first-seen notification to its (locked) order."""
     fault_point("payment.before_apply")
@@ -75,7 +95,7 @@ def _apply(session: Session, tenant_id: int, order: Order, notice: PaymentNotice
     try:
         result = orders.update_order_payment_status(
             session, tenant_id, order.id, target, order=order,
-            reason=f"{notice.gateway} {notice.gateway_txn_id} {notice.status}",
+            reason=notice_reason(notice),
             gateway=notice.gateway, transaction_id=notice.gateway_txn_id, paid_at=notice.paid_at,
         )
     except orders.StockGone as exc:
@@ -84,7 +104,7 @@ def _apply(session: Session, tenant_id: int, order: Order, notice: PaymentNotice
     if target == PayState.PAID:
         if result.accepted:
             applied = True
-            body = {"status": "processed", **body, "tickets_issued": result.tickets_issued}
+            body = processed_body(order.id, order.status, result.tickets_issued)
         else:
             outcome = "needs_refund"
             detail = detail or f"payment for an order already {order.status}"
@@ -98,11 +118,8 @@ def _apply(session: Session, tenant_id: int, order: Order, notice: PaymentNotice
     else:
         outcome, detail = "ignored", result.reason
         body = {"status": "ignored", **body, "error": result.reason}
-    PaymentRepository(session, tenant_id).add_txn(
-        gateway=notice.gateway, gateway_txn_id=notice.gateway_txn_id, order_id=order.id,
-        amount=notice.amount, status=notice.status, outcome=outcome, applied=applied,
-        refunded=False, response=body, created_at=utcnow(),
-    )
+    PaymentRepository.add_txns(session, [txn_row(tenant_id, notice, order.id, outcome, applied,
+                                                 body)])
     return NotifyResult(200, body, outcome, order.id)
 
 

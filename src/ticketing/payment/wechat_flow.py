@@ -119,7 +119,7 @@ def _refuse(session: Session, tenant_id: int, received: Received, exc: Refused) 
     log.warning("wechat.notification.rejected", tenant_id=tenant_id, reason=exc.reason,
                 http_status=exc.status)
     failed = replace(received, verification=f"failed:{exc.reason}"[:32])
-    return flows._rejected(session, tenant_id, failed, exc.status, exc.message,
+    return flows.rejected(session, tenant_id, failed, exc.status, exc.message,
                            fail_body(exc.message))
 
 

@@ -19,7 +19,7 @@ from ticketing.ticket.repository import RedemptionRepository, TicketRepository
 
 
 def issue_for_order(
-    session: Session, order: Order, items: Sequence[Any], when: datetime,
+    session: Session, order: Any, items: Sequence[Any], when: datetime,
     entitlements: dict[int, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One ticket per unit bought, each carrying a copy of its product's entitlements.
@@ -32,6 +32,14 @@ def issue_for_order(
         entitlements = {}
         for ent in TenantData(session, order.tenant_id).entitlements([i.product_pk for i in items]):
             entitlements.setdefault(ent.product_pk, []).append(ent)
+    return issue_for_orders(session, [(order, items)], entitlements, when)[0]
+
+
+def issue_for_orders(
+    session: Session, orders: Sequence[tuple[Any, Sequence[Any]]],
+    entitlements: dict[int, list[Any]], when: datetime,
+) -> list[list[dict[str, Any]]]:
+    """Tickets for several paid orders (order, items) in two statements; each order's list."""
     rows = [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "order_item_id": item.id,
@@ -39,27 +47,30 @@ def issue_for_order(
             "product_id": item.product_id, "product_name": item.product_name,
             "status": "ACTIVE", "issued_at": when, "voided_at": None,
         }
+        for order, items in orders
         for item in items
         for unit in range(item.quantity)
     ]
-    product_pks = [item.product_pk for item in items for _ in range(item.quantity)]
-    repo = TicketRepository(session, order.tenant_id)
+    product_pks = [item.product_pk for _, items in orders for item in items
+                   for _ in range(item.quantity)]
+    repo = TicketRepository(session, orders[0][0].tenant_id)  # rows carry their own tenant
     ids = repo.insert_tickets(rows)
     fault_point("tickets.after_first_ticket")  # the tickets are written, their entitlements not
     repo.insert_entitlements([
         {
-            "tenant_id": order.tenant_id, "ticket_id": ticket_id, "code": ent.code,
+            "tenant_id": row["tenant_id"], "ticket_id": ticket_id, "code": ent.code,
             "name": ent.name, "uses_total": ent.uses, "uses_left": ent.uses,
         }
-        for ticket_id, pk in zip(ids, product_pks, strict=True)
+        for row, ticket_id, pk in zip(rows, ids, product_pks, strict=True)
         for ent in entitlements.get(pk, [])
     ])
     fault_point("tickets.after_entitlements")
-    return [
-        {"ticket_code": r["ticket_code"], "product_id": r["product_id"],
-         "product_name": r["product_name"]}
-        for r in rows
-    ]
+    issued: dict[int, list[dict[str, Any]]] = {order.id: [] for order, _ in orders}
+    for r in rows:
+        issued[r["order_id"]].append({"ticket_code": r["ticket_code"],
+                                      "product_id": r["product_id"],
+                                      "product_name": r["product_name"]})
+    return [issued[order.id] for order, _ in orders]
 
 
 def void_for_order(session: Session, order: Order, when: datetime) -> int:

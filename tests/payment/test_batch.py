@@ -1,0 +1,184 @@
+"""Notifications applied together (payment/batch.py) keep every promise of one at a time.
+
+The batch takes only first-seen SUCCESS notifications for pending orders; everything
+else is left to the one-at-a-time path after the batch commits, and must end exactly
+as if the batch had not existed. Bursts against real servers check the same under
+real concurrency, with duplicates inside and across batches.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+
+import httpx
+import pytest
+
+from tests.audit.books import violations
+from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
+from ticketing.db import Database
+from ticketing.payment import flows
+from ticketing.payment.batch import Waiting, apply_batch
+
+
+def _waiting(body: dict | bytes) -> Waiting:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Waiting("default", raw, {"content-type": "application/json"}, {"request_id": "req"})
+
+
+def _success(order: dict, txn: str, **over) -> dict:
+    return {"order_id": order["order_id"], "gateway_txn_id": txn, "status": "SUCCESS",
+            "amount": order["total_amount"], **over}
+
+
+def test_a_batch_applies_the_common_case_and_leaves_the_rest_to_the_single_path(client, db):
+    a, b, c, e = (place_order(client, items=[(101, 2), (102, 1)]) for _ in range(4))
+    paid = place_order(client, items=[(101, 1)])
+    assert notify(client, order=paid, txn=txn_id()).status_code == 200
+    single = place_order(client, items=[(101, 1), (102, 1)])
+    assert notify(client, order=single, txn=txn_id()).status_code == 200
+    single_path_entitlements = {t["product_id"]: t["entitlements"] for t in client.get(
+        f"/orders/{single['order_id']}", headers=CUSTOMER).json()["tickets"]}
+    stock_before = product(client, 101)
+    ta, tb = txn_id(), txn_id()
+    batch = [
+        _waiting(_success(a, ta)),
+        _waiting(_success(b, tb)),
+        _waiting(_success(a, txn_id())),          # a second payment of A: not with A's first
+        _waiting(_success(b, tb)),                # B's duplicate: a replay, after B commits
+        _waiting(_success(c, txn_id(), amount=1)),  # wrong amount: a conflict
+        _waiting(_success(e, txn_id(), status="FAILED")),
+        _waiting(_success(paid, txn_id())),       # an order already paid: needs a refund
+        _waiting(b"{not json"),
+    ]
+    with db.transaction() as session:
+        results = apply_batch(session, batch)
+    assert [w for w, _ in results] == batch[:2]
+    for (_, result), order in zip(results, (a, b), strict=True):
+        assert (result.http_status, result.outcome, result.order_id) == (200, "processed",
+                                                                        order["order_id"])
+        assert result.body["status"] == "processed" and len(result.body["tickets_issued"]) == 3
+        assert result.notification_id is not None
+
+    rest = [flows.notify_mock(db, "default", w.raw, w.headers) for w in batch[2:]]
+    assert [(r.http_status, r.outcome) for r in rest] == [
+        (200, "needs_refund"), (200, "replayed"), (409, "conflict"), (200, "failed"),
+        (200, "needs_refund"), (422, "rejected")]
+    assert rest[1].body["tickets_issued"] == results[1][1].body["tickets_issued"]
+
+    for order, (_, result) in zip((a, b), results, strict=True):
+        detail = client.get(f"/orders/{order['order_id']}", headers=CUSTOMER).json()
+        assert detail["status"] == "PAID" and detail["payment_status"] == 2
+        assert sorted(t["ticket_code"] for t in detail["tickets"]) == sorted(
+            t["ticket_code"] for t in result.body["tickets_issued"])
+        for ticket in detail["tickets"]:  # copied as the one-at-a-time path copies them
+            assert ticket["entitlements"] and ticket["entitlements"] == single_path_entitlements[
+                ticket["product_id"]]
+    after = product(client, 101)
+    assert after["sold"] == stock_before["sold"] + 4
+    assert after["reserved"] == stock_before["reserved"] - 4
+    kept = client.get("/admin/tenants/default/notifications", headers=OPERATOR,
+                      params={"order_id": a["order_id"]}).json()["notifications"]
+    assert sorted(n["outcome"] for n in kept) == ["needs_refund", "processed"]
+    # kept with the request id of the request that brought it, not of the batch's runner
+    assert [n["request_id"] for n in kept if n["outcome"] == "processed"] == ["req"]
+    assert violations(db) == []
+
+
+def test_a_batch_of_nothing_batchable_writes_nothing(client, db):
+    order = place_order(client)
+    batch = [_waiting(_success(order, txn_id(), status="FAILED")), _waiting(b"[]")]
+    with db.transaction() as session:
+        assert apply_batch(session, batch) == []
+    detail = client.get(f"/orders/{order['order_id']}", headers=CUSTOMER).json()
+    assert detail["payment_status"] == 0
+    kept = client.get("/admin/tenants/default/notifications", headers=OPERATOR).json()
+    assert kept["notifications"] == []
+
+
+def _burst(base_url: str, bodies: list[dict]) -> list[httpx.Response]:
+    barrier = Barrier(len(bodies))
+
+    def send(body: dict) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=60) as c:
+            barrier.wait()
+            return c.post("/payments/notify", json=body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+def _sqlite_url(tmp_path) -> str:
+    from ticketing.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'burst.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def burst_url(request, tmp_path):
+    if request.param == "sqlite":
+        return _sqlite_url(tmp_path)
+    return request.getfixturevalue("pg_url")
+
+
+def test_a_burst_with_duplicates_is_applied_once_per_order(burst_url, live_server_factory):
+    server = live_server_factory(burst_url, workers=2, TICKETING_LOG_LEVEL="INFO")
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        orders = [c.post("/orders", headers=CUSTOMER,
+                         json={"items": [{"product_id": 101, "quantity": 1},
+                                         {"product_id": 102, "quantity": 1}]}).json()
+                  for _ in range(24)]
+    bodies = [_success(o, txn_id()) for o in orders]
+    responses = _burst(server.base_url, bodies + bodies)  # each twice, all at once
+    assert [r.status_code for r in responses] == [200] * len(responses)
+    by_order: dict[int, list[dict]] = {}
+    for r in responses:
+        by_order.setdefault(r.json()["order_id"], []).append(r.json())
+    for answers in by_order.values():
+        assert sorted(bool(a.get("replayed")) for a in answers) == [False, True]
+        assert answers[0]["tickets_issued"] == answers[1]["tickets_issued"]
+        assert len(answers[0]["tickets_issued"]) == 2
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        p101 = c.get("/admin/tenants/default/products/101", headers=OPERATOR).json()
+        assert (p101["sold"], p101["reserved"]) == (24, 0)
+    db = Database(burst_url, pool_size=1)
+    try:
+        assert violations(db) == []
+    finally:
+        db.dispose()
+    log = server.log_path.read_text()
+    assert '"notification.batch_applied"' in log  # the burst did go through batches
+
+
+def test_a_failure_inside_a_batch_rolls_all_of_it_back(pg_url, live_server_factory):
+    server = live_server_factory(pg_url, workers=1, TICKETING_LOG_LEVEL="INFO",
+                                 TICKETING_FAULT_INJECTION="true")
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        orders = [c.post("/orders", headers=CUSTOMER,
+                         json={"items": [{"product_id": 101, "quantity": 2}]}).json()
+                  for _ in range(16)]
+        armed = c.post("/admin/faults", headers=OPERATOR,
+                       json={"point": "tickets.after_entitlements", "times": 1})
+        assert armed.status_code == 200
+    bodies = [_success(o, txn_id()) for o in orders]
+    responses = _burst(server.base_url, bodies)
+    failed = [b for b, r in zip(bodies, responses, strict=True) if r.status_code != 200]
+    log = server.log_path.read_text()
+    # the fault hit a batch (rolled back, its notifications then applied one at a time)
+    # or a notification that arrived alone (answered 500, to be sent again)
+    assert ('"notification.batch_failed"' in log) != (len(failed) == 1)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        for body in failed:  # the gateway sends it again
+            assert c.post("/payments/notify", json=body).status_code == 200
+        for o in orders:
+            detail = c.get(f"/admin/tenants/default/orders/{o['order_id']}",
+                           headers=OPERATOR).json()
+            assert detail["status"] == "PAID" and len(detail["tickets"]) == 2
+    db = Database(pg_url, pool_size=1)
+    try:
+        assert violations(db) == []
+    finally:
+        db.dispose()
