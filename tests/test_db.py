@@ -1,4 +1,4 @@
-"""The transaction boundary: SQLite's writer lock."""
+"""The transaction boundary: SQLite's writer lock, and PostgreSQL connections cut while pooled."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import _conninfo
 from ticketing.db import Database
 
 # Holds the writer lock of the SQLite file argv[1] from another process until stdin closes.
@@ -116,3 +118,16 @@ def test_sqlite_writers_of_many_threads_all_commit(sqlite_file):
     assert _lock_is_free(sqlite_file)
     db.dispose()
     other.dispose()
+
+
+def test_a_pooled_postgresql_connection_cut_by_the_server_is_replaced_unseen(pg_url):
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    with db.transaction(readonly=True) as session:
+        first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(_conninfo(pg_url), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s, 5000)", (first,)).fetchone()[0]
+    with db.transaction() as session:  # no error: the dead connection never reaches a request
+        second = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert second != first
+    db.dispose()
+

@@ -11,12 +11,18 @@ kernel, in turn, instead of in SQLite's busy handler, which sleeps and polls and
 lets a late writer overtake one that has waited for a second. The busy timeout
 stays as the safety net for programs that open the file without the lock.
 
+PostgreSQL: a pooled connection whose backend went away while it sat in the pool
+(restart, terminated backend) is replaced at checkout, because its socket turned
+readable; that costs a poll(), where a pre-ping costs a round trip per transaction.
+A cut after checkout fails its request, as it did with the pre-ping (a 5xx the
+sender retries), and SQLAlchemy then renews the whole pool.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 READONLY = "ticketing_readonly"
@@ -166,6 +173,26 @@ def _prepare_sqlite(engine: Engine, writer: WriterLock | None) -> None:
                 raise
 
 
+def _socket_has_news(dbapi_conn) -> bool:
+    """Whether an idle psycopg connection was closed or told something by its server.
+
+    An idle backend sends nothing unprompted (this service never LISTENs), so a
+    readable socket means a termination notice or EOF: the connection is gone.
+    """
+    if dbapi_conn.closed or dbapi_conn.broken:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _prepare_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, _record, _proxy) -> None:
+        if _socket_has_news(dbapi_conn):
+            raise DisconnectionError("the server closed the connection while it was pooled")
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
     """Create an engine for `url` with the settings this service relies on."""
     url = sqlalchemy_url(url)
@@ -183,13 +210,14 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
         )
         _prepare_sqlite(engine, writer_lock(path) if path is not None else None)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         pool_reset_on_return="rollback",
     )
+    _prepare_postgresql(engine)
+    return engine
 
 
 class Database:
