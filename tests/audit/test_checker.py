@@ -116,6 +116,9 @@ CORRUPTIONS = {
                            "refund_flag_without_money", "order {paid}"),
     "money unflagged": (["UPDATE orders SET needs_refund = false WHERE id = {double}"],
                         "unrefunded_money_unflagged", "order {double}"),
+    "item of a missing product": (["UPDATE order_items SET product_pk = 999999 "
+                                   "WHERE order_id = {pending}"],
+                                  "dangling_reference", "order {pending}"),
     "unknown notification outcome": (["UPDATE notifications SET outcome = 'lost' "
                                       "WHERE id = (SELECT min(id) FROM notifications)"],
                                      "notification_outcome", "notification "),
@@ -191,3 +194,11 @@ def test_cli_check_exit_status_names_violations(client, db, db_url):
     assert any(line.startswith(f"tenant default: order {ids['paid']}: ticket_count:")
                for line in lines)
     assert "invariant violation" in broken.stderr
+
+
+def test_a_row_of_a_tenant_that_does_not_exist_is_reported(client, db, db_url):
+    build_books(client, db)
+    run_sql(db_url, "UPDATE notifications SET tenant_id = 424242 "
+                    "WHERE id = (SELECT min(id) FROM notifications)")
+    found = [v for v in violations(db) if v.kind == "dangling_reference"]
+    assert [(v.tenant, v.subject.split()[0]) for v in found] == [("#424242", "notifications")]

@@ -18,6 +18,8 @@ The rules (per tenant):
 - payment: a gateway transaction id is recorded once; only SUCCESS payments are applied,
   only to PAID or REFUNDED orders; `refunded` matches one successful refund, never two.
 - notification: every stored outcome is one of notification.service.OUTCOMES.
+- references: every row names a tenant that exists, and every order item a product of
+  its tenant (the schema leaves these to the service: models.HOT_PARENTS).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from ticketing.audit import repository as q
@@ -184,8 +185,14 @@ def _notification_outcome(n: Any) -> Iterator[Finding]:
            f"{n.n} notification(s) with unknown outcome {n.outcome!r}")
 
 
+def _dangling(r: Any) -> Iterator[Finding]:
+    what = {"tenant": f"tenant {r.tenant_id}, which does not exist",
+            "product": "a product that is not its tenant's"}[r.names]
+    yield f"{r.what} {r.row_id}", "dangling_reference", f"names {what}"
+
+
 # (name, query of the violating rows, what each row breaks), reported in this order.
-CHECKS: tuple[tuple[str, Callable[[], Select[Any]], Callable[[Any], Iterator[Finding]]], ...] = (
+CHECKS: tuple[tuple[str, Callable[[], Any], Callable[[Any], Iterator[Finding]]], ...] = (
     ("products", q.products, _product),
     ("orders", q.order_totals_and_status, _order),
     ("item tickets", q.item_tickets, _item_tickets),
@@ -194,4 +201,5 @@ CHECKS: tuple[tuple[str, Callable[[], Select[Any]], Callable[[Any], Iterator[Fin
     ("payments", q.payment_records, _payment),
     ("order payments", q.order_payments, _order_payment),
     ("notifications", lambda: q.unknown_notification_outcomes(OUTCOMES), _notification_outcome),
+    ("references", q.dangling_references, _dangling),
 )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import CompoundSelect, Select, and_, case, exists, func, literal, or_, select, union_all
 
 from ticketing.models import (
+    Base,
     Notification,
     Order,
     OrderItem,
@@ -180,3 +181,25 @@ def unknown_notification_outcomes(known: tuple[str, ...]) -> Select[Any]:
             .where(or_(Notification.outcome.is_(None), Notification.outcome.not_in(known)))
             .group_by(Notification.tenant_id, Notification.outcome)
             .order_by(Notification.tenant_id, Notification.outcome))
+
+
+# Tables whose rows name their tenant without a foreign key (migration 0003).
+UNCHECKED_TENANT = ("orders", "order_items", "order_events", "tickets", "ticket_entitlements",
+                    "payment_transactions", "refunds", "notifications", "redemptions")
+
+
+def dangling_references() -> CompoundSelect:
+    """(tenant, what, id, names) for rows naming a tenant, or a product of their tenant,
+    that does not exist: the references the schema leaves to the service (models.HOT_PARENTS)."""
+    tenants = Tenant.__table__
+    parts = []
+    for name in UNCHECKED_TENANT:
+        table = Base.metadata.tables[name]
+        parts.append(select(table.c.tenant_id, literal(name).label("what"),
+                            table.c.id.label("row_id"), literal("tenant").label("names"))
+                     .where(~exists().where(tenants.c.id == table.c.tenant_id)))
+    parts.append(select(OrderItem.tenant_id, literal("order").label("what"),
+                        OrderItem.order_id.label("row_id"), literal("product").label("names"))
+                 .where(~exists().where(Product.id == OrderItem.product_pk,
+                                        _same_tenant(Product, OrderItem))))
+    return union_all(*parts).order_by("tenant_id", "what", "row_id")
