@@ -1,20 +1,18 @@
 """Mock-gateway notifications that arrive together are applied together.
 
-A sale opening sends a worker process many payment notifications at once. Each
-request thread hands its notification to the process's batcher; the thread that
-finds no batch running takes every notification waiting (up to `max_size`) and
-applies them in one transaction: one statement per table for all of them instead
-of one per table for each, and one COMMIT. Nobody is answered before that COMMIT.
+A sale opening sends a worker process many payment notifications at once. They go
+through a group commit (kit.batching): a batch applies them in one transaction,
+one statement per table for all of them instead of one per table for each, and
+one COMMIT; nobody is answered before it.
 
-One batch, or one notification that arrived alone, is applied at a time in a
-process; while it is, the next ones gather. Only the common case is batched: a
-verified SUCCESS notification, first seen, for a pending order of the same amount,
-with no other notification for that order or transaction id in the batch.
-Everything else (a duplicate, a replay, a conflict, a bad signature, a failure or
-closing, a closed or paid order, an unknown order) is answered after the batch by
-the one-at-a-time path, `flows.notify_mock`, exactly as if it had arrived alone. If
-anything in a batch fails, all of it rolls back and every notification in it takes
-that path, which keeps it as `error` if it fails again.
+Only the common case is batched: a verified SUCCESS notification, first seen, for
+a pending order of the same amount, with no other notification for that order or
+transaction id in the batch. Everything else (a duplicate, a replay, a conflict, a
+bad signature, a failure or closing, a closed or paid order, an unknown order) is
+answered after the batch by the one-at-a-time path, `flows.notify_mock`, exactly as
+if it had arrived alone. If anything in a batch fails, all of it rolls back and
+every notification in it takes that path, which keeps it as `error` if it fails
+again.
 
 Exactly-once rests on the same guarantees as the one-at-a-time path: the batch
 holds the row locks of all its orders (taken in id order, so batches never
@@ -26,8 +24,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +31,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from ticketing.db import Database
+from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.clock import utcnow
 from ticketing.kit.errors import Invalid
 from ticketing.kit.faults import fault_point
@@ -53,21 +50,19 @@ from ticketing.tenant.service import find_tenant, gateway_config
 log = structlog.get_logger(component="payment")
 
 
-@dataclass(eq=False)
-class Waiting:
-    """One notification handed to the batcher, and what became of it."""
+@dataclass(frozen=True)
+class MockNotification:
+    """A mock notification as its request brought it."""
 
     slug: str
     raw: bytes
     headers: Any
-    context: dict[str, Any]  # the request's log context (request id, tenant)
-    done: bool = False
-    result: NotifyResult | None = None  # None when done: take the one-at-a-time path
 
 
 @dataclass
 class _Candidate:
-    waiting: Waiting
+    index: int
+    entry: Entry[MockNotification]
     tenant_id: int
     notice: PaymentNotice
     received: Received
@@ -82,60 +77,13 @@ class _Candidate:
         return self.tenant_id, self.notice.gateway, self.notice.gateway_txn_id
 
 
-class NoticeBatcher:
-    """Group commit for mock notifications within one process."""
-
-    def __init__(self, db: Database, max_size: int) -> None:
-        self.db, self.max_size = db, max_size
-        self._waiting: list[Waiting] = []
-        self._guard = threading.Lock()  # the waiting list
-        self._turn = threading.Lock()   # one batch at a time
-
-    def notify(self, slug: str, raw: bytes, headers: Any) -> NotifyResult:
-        """Apply one notification, in a batch with those waiting beside it if it can."""
-        mine = Waiting(slug, raw, headers, structlog.contextvars.get_contextvars())
-        with self._guard:
-            self._waiting.append(mine)
-        while not mine.done:
-            with self._turn:
-                if mine.done:
-                    break
-                with self._guard:
-                    batch = self._waiting[: self.max_size]
-                    del self._waiting[: self.max_size]
-                if len(batch) == 1:  # alone: applied now, while the next ones gather
-                    batch[0].result = self._alone(batch[0])
-                elif batch:
-                    self._run(batch)
-                for waiting in batch:
-                    waiting.done = True
-        if mine.result is not None:
-            return mine.result
-        return flows.notify_mock(self.db, slug, raw, headers)
-
-    def _alone(self, waiting: Waiting) -> NotifyResult:
-        with _context_of(waiting):
-            return flows.notify_mock(self.db, waiting.slug, waiting.raw, waiting.headers)
-
-    def _run(self, batch: list[Waiting]) -> None:
-        try:
-            with self.db.transaction() as session:
-                results = apply_batch(session, batch)
-        except Exception:  # all of it rolled back; each takes the one-at-a-time path
-            log.warning("notification.batch_failed", size=len(batch), exc_info=True)
-            return
-        for waiting, result in results:  # committed: now they may be answered
-            waiting.result = result
-        if results:
-            log.info("notification.batch_applied", size=len(batch), applied=len(results))
-
-
-def _candidates(session: Session, batch: list[Waiting]) -> list[_Candidate]:
+def _candidates(session: Session, batch: list[Entry[MockNotification]]) -> list[_Candidate]:
     """The verified first-seen SUCCESS notifications of the batch, one per order and txn."""
     secrets: dict[int, str | None] = {}
     seen: set[Any] = set()
     out = []
-    for waiting in batch:
+    for index, entry in enumerate(batch):
+        waiting = entry.value
         tenant = find_tenant(session, waiting.slug)
         if tenant is None:
             continue
@@ -154,7 +102,7 @@ def _candidates(session: Session, batch: list[Waiting]) -> list[_Candidate]:
             continue
         received = Received(gateway=mock.NAME, body=waiting.raw.decode("utf-8", "replace"),
                             headers=kept_headers(waiting.headers), verification=verification)
-        candidate = _Candidate(waiting, tenant.id, notice, received)
+        candidate = _Candidate(index, entry, tenant.id, notice, received)
         if candidate.order_key in seen or candidate.txn_key in seen:
             continue
         seen.update((candidate.order_key, candidate.txn_key))
@@ -162,11 +110,12 @@ def _candidates(session: Session, batch: list[Waiting]) -> list[_Candidate]:
     return out
 
 
-def apply_batch(session: Session, batch: list[Waiting]) -> list[tuple[Waiting, NotifyResult]]:
-    """Apply what can be applied together, in the caller's transaction; their answers."""
+def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
+    """Apply what can be applied together, in the caller's transaction; their answers
+    by position in `batch` (valid once the transaction commits)."""
     candidates = _candidates(session, batch)
     if len(candidates) < 2:
-        return []
+        return {}
     locked = OrderRepository.lock_many(session, [c.order_key for c in candidates])
     recorded = PaymentRepository.txns_by_key(session, [c.txn_key for c in candidates])
     ready = []
@@ -177,7 +126,7 @@ def apply_batch(session: Session, batch: list[Waiting]) -> list[tuple[Waiting, N
                 and PayState(order.payment_status) in PENDING_STATES):
             ready.append((c, order))
     if not ready:
-        return []
+        return {}
     fault_point("payment.before_apply")
     items, entitlements = OrderRepository.items_with_entitlements_many(
         session, [c.order_key for c, _ in ready])
@@ -194,29 +143,35 @@ def apply_batch(session: Session, batch: list[Waiting]) -> list[tuple[Waiting, N
     ids = NotificationRepository.add_many(session, [
         notification_row(c.tenant_id, c.received, outcome="processed", http_status=200,
                          notice=c.notice, order_id=order.id,
-                         request_id=c.waiting.context.get("request_id"))
+                         request_id=c.entry.context.get("request_id"))
         for c, order in ready])
-    results = []
+    results = {}
     for (c, order), body, nid, tickets in zip(ready, bodies, ids, issued, strict=True):
-        with _context_of(c.waiting, tenant_id=c.tenant_id, order_id=order.id,
-                         notification_id=nid, gateway_txn_id=c.notice.gateway_txn_id):
+        with structlog.contextvars.bound_contextvars(
+                **c.entry.context, tenant_id=c.tenant_id, order_id=order.id,
+                notification_id=nid, gateway_txn_id=c.notice.gateway_txn_id):
             log.info("notification.received", verification=c.received.verification)
             log.info("order.state_changed", from_state=int(order.payment_status),
                      to_state=int(PayState.PAID), tickets=len(tickets))
             log.info("notification.handled", outcome="processed", http_status=200, batched=True)
-        results.append((c.waiting, NotifyResult(200, body, "processed", order.id, nid)))
+        results[c.index] = NotifyResult(200, body, "processed", order.id, nid)
     return results
 
 
-@contextmanager
-def _context_of(waiting: Waiting, **more: Any) -> Iterator[None]:
-    """Log lines about a notification carry its own request's context."""
-    with structlog.contextvars.bound_contextvars(**{**waiting.context, **more}):
-        yield
-
-
-_batchers: weakref.WeakKeyDictionary[Database, NoticeBatcher] = weakref.WeakKeyDictionary()
+_batchers: weakref.WeakKeyDictionary[Database, GroupCommit[MockNotification, NotifyResult]] = \
+    weakref.WeakKeyDictionary()
 _made = threading.Lock()
+
+
+def _batcher(db: Database, max_size: int) -> GroupCommit[MockNotification, NotifyResult]:
+    def alone(n: MockNotification) -> NotifyResult:
+        return flows.notify_mock(db, n.slug, n.raw, n.headers)
+
+    def together(batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
+        with db.transaction() as session:
+            return apply_batch(session, batch)
+
+    return GroupCommit("notification", max_size, alone, together)
 
 
 def notify_mock(db: Database, max_size: int, slug: str, raw: bytes, headers: Any) -> NotifyResult:
@@ -226,5 +181,5 @@ def notify_mock(db: Database, max_size: int, slug: str, raw: bytes, headers: Any
     batcher = _batchers.get(db)
     if batcher is None:
         with _made:
-            batcher = _batchers.setdefault(db, NoticeBatcher(db, max_size))
-    return batcher.notify(slug, raw, headers)
+            batcher = _batchers.setdefault(db, _batcher(db, max_size))
+    return batcher.submit(MockNotification(slug, raw, headers))

@@ -1,0 +1,96 @@
+"""Group commit: requests that arrive together are written together.
+
+In a burst, a worker process has many requests of one kind in flight at once. Each
+request thread hands its request to the kind's `GroupCommit`; one batch runs at a
+time, and while it does the next requests gather. The thread that finds no batch
+running takes every request waiting (up to `max_size`):
+
+- one alone is handled by `alone`, the ordinary one-at-a-time path;
+- several are handed to `together`, which writes what it can in one transaction and
+  returns, once that transaction has committed, the answers of the requests it
+  handled (by position). Nothing is answered before its COMMIT.
+
+Every request `together` did not answer (it left it out, or the batch failed and
+rolled back whole) is then handled by `alone` in its own thread, as if it had
+arrived by itself. `alone` raising is that request's answer, raised in its own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger(component="batching")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(eq=False)
+class Entry(Generic[T]):
+    """One request handed over, with the log context of the request that brought it."""
+
+    value: T
+    context: dict[str, Any] = field(default_factory=structlog.contextvars.get_contextvars)
+    done: bool = False
+    answered: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[T, R]):
+    """One batch at a time per process; the rest gather while it runs."""
+
+    def __init__(self, name: str, max_size: int, alone: Callable[[T], R],
+                 together: Callable[[list[Entry[T]]], dict[int, R]]) -> None:
+        self.name, self.max_size = name, max_size
+        self.alone, self.together = alone, together
+        self._waiting: list[Entry[T]] = []
+        self._guard = threading.Lock()  # the waiting list
+        self._turn = threading.Lock()   # one batch at a time
+
+    def submit(self, value: T) -> R:
+        """Handle `value`, in a batch with the requests waiting beside it if there are."""
+        mine: Entry[T] = Entry(value)
+        with self._guard:
+            self._waiting.append(mine)
+        while not mine.done:
+            with self._turn:
+                if mine.done:
+                    break
+                with self._guard:
+                    batch = self._waiting[: self.max_size]
+                    del self._waiting[: self.max_size]
+                if len(batch) == 1:  # alone: handled now, while the next ones gather
+                    self._handle_alone(batch[0])
+                elif batch:
+                    self._handle_together(batch)
+                for entry in batch:
+                    entry.done = True
+        if mine.error is not None:
+            raise mine.error
+        if mine.answered:
+            return mine.result  # type: ignore[no-any-return]
+        return self.alone(value)
+
+    def _handle_alone(self, entry: Entry[T]) -> None:
+        with structlog.contextvars.bound_contextvars(**entry.context):
+            try:
+                entry.result, entry.answered = self.alone(entry.value), True
+            except Exception as exc:  # the answer of that request, raised in its thread
+                entry.error = exc
+
+    def _handle_together(self, batch: list[Entry[T]]) -> None:
+        try:
+            answers = self.together(batch)
+        except Exception:  # rolled back whole; each is handled alone
+            log.warning("batch.failed", kind=self.name, size=len(batch), exc_info=True)
+            return
+        for index, result in answers.items():
+            batch[index].result, batch[index].answered = result, True
+        if answers:
+            log.info("batch.applied", kind=self.name, size=len(batch), applied=len(answers))
