@@ -1,4 +1,8 @@
-"""Request dependencies: settings, database, tenant header, bearer token, operator."""
+"""Request dependencies: settings, database, tenant header, bearer token, operator.
+
+All are `async def`: none of them blocks, and FastAPI runs a plain `def` dependency
+in the thread pool, a hand-off to a thread and back for each one on every request.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,15 @@ from ticketing.settings import Settings
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
+async def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
     """The tenant named by `X-Tenant-ID` (absent means `default`)."""
     slug = (x_tenant_id or "default").strip()
     if not SLUG.match(slug):
@@ -31,7 +35,7 @@ def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
     return slug
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
     """The token of an `Authorization: Bearer …` header, if any."""
     if not authorization:
         return None
@@ -41,7 +45,7 @@ def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str |
     return token.strip()
 
 
-def require_operator(
+async def require_operator(
     token: Annotated[str | None, Depends(bearer_token)],
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> None:
