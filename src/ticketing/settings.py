@@ -23,9 +23,9 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    # Mock notifications arriving together are applied in one transaction, up to this
-    # many (payment/batch.py); 1 applies each on its own.
-    notify_batch_max: int = Field(default=32, ge=1, le=1000)
+    # Orders and mock notifications arriving together are written in one transaction,
+    # up to this many (kit/batching.py); 1 writes each on its own.
+    batch_max: int = Field(default=32, ge=1, le=1000)
     wechat_api_base: str = "https://api.mch.weixin.qq.com"
     public_base_url: str = "http://localhost:8080"
     # Named fault points for atomicity drills; never enable in production.

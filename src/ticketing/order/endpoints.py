@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path
 
 from ticketing.api.deps import DbDep, Operator, SettingsDep, TenantDep, TokenDep
 from ticketing.kit.errors import error_responses
-from ticketing.order import service
+from ticketing.order import batch, service
 from ticketing.order.schemas import OrderDetailOut, OrderIn, OrderOut, PayIn
 from ticketing.payment import flows
 from ticketing.tenant.service import authenticate, get_tenant
@@ -24,13 +24,9 @@ def create_order(
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> dict[str, Any]:
     """Place an order and hold its stock until it is paid or expires."""
-    with db.transaction() as session:
-        caller = authenticate(session, tenant, token, "customer")
-        order, items = service.create_order(
-            session, caller, [i.model_dump() for i in body.items],
-            ttl_seconds=settings.order_ttl_seconds, idempotency_key=idempotency_key,
-        )
-        return service.order_view(order, items)
+    request = batch.OrderRequest(tenant, token, [i.model_dump() for i in body.items],
+                                 idempotency_key)
+    return batch.place(db, settings.order_ttl_seconds, settings.batch_max, request)
 
 
 @router.get("/orders/{order_id}", response_model=OrderDetailOut)

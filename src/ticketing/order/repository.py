@@ -36,7 +36,7 @@ _ITEMS_WITH_ENTS = (
 )
 _ADD_ITEMS = insert(_ITEMS).returning(*_ITEMS.c, sort_by_parameter_order=True)
 _ADD_EVENT = insert(OrderEvent.__table__)
-_ADD_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)
+_ADD_ORDER = insert(_ORDERS).returning(_ORDERS.c.id, sort_by_parameter_order=True)
 _FREE = _PRODUCTS.c.stock - _PRODUCTS.c.reserved >= bindparam("qty")
 # UPDATE statements may not bind a parameter under a column's name: w_ for WHERE
 _PRODUCT_ROW = ((_PRODUCTS.c.tenant_id == bindparam("w_tenant"))
@@ -150,12 +150,17 @@ class OrderRepository(TenantRepository):
         items, ents = _group_items(run(self.session, _ITEMS_WITH_ENTS, params))
         return items.get(order_id, []), ents
 
-    def add(self, values: dict[str, Any]) -> int:
-        """Insert an order row; its id."""
-        return run(self.session, _ADD_ORDER, values).scalar_one()
+    @staticmethod
+    def add_many(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert order rows (each names its tenant); their ids, in order."""
+        if len(rows) == 1:
+            return [run(session, _ADD_ORDER, rows[0]).scalar_one()]
+        return [row[0] for row in run(session, _ADD_ORDER, rows)]
 
-    def add_items(self, rows: list[dict[str, Any]]) -> list[Row[Any]]:
-        return list(run(self.session, _ADD_ITEMS, rows))
+    @staticmethod
+    def add_items_many(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+        """Insert order items (each names its tenant and order); the rows, in order."""
+        return list(run(session, _ADD_ITEMS, rows))
 
     def _stock(self, stmt: Any, product_pk: int, qty: int) -> bool:
         params = {"w_tenant": self.tenant_id, "w_product": product_pk, "qty": qty}

@@ -68,51 +68,97 @@ def create_order(
 ) -> tuple[Order, list[Any]]:
     """Place an order and hold its stock; the same Idempotency-Key returns the same order."""
     repo = OrderRepository(session, caller.tenant_id)
-    request_hash = _request_hash(items)
     if idempotency_key:
         existing = repo.by_idempotency_key(caller.user.id, idempotency_key)
         if existing is not None:
-            if existing.request_hash != request_hash:
+            if existing.request_hash != _request_hash(items):
                 raise Conflict("Idempotency-Key was used with another request",
                                code="idempotency_key_reused")
             return existing, repo.items(existing.id)
+    merged = merge_items(items)
+    products = {p.product_id: p for p in TenantData(session, caller.tenant_id).products(list(merged))}
+    plan = plan_order(caller.tenant_id, caller.user.id, items, products,
+                      ttl_seconds=ttl_seconds, idempotency_key=idempotency_key, now=utcnow())
+    order, rows = place_orders(session, [plan])[0]
+    log_created(order)
+    return order, rows
+
+
+def merge_items(items: list[dict[str, int]]) -> dict[int, int]:
+    """Quantities by product id (a product named twice is one line)."""
     merged: dict[int, int] = {}
     for item in items:
         merged[item["product_id"]] = merged.get(item["product_id"], 0) + item["quantity"]
-    products = {p.product_id: p for p in TenantData(session, caller.tenant_id).products(list(merged))}
+    return merged
+
+
+@dataclass
+class OrderPlan:
+    """An order ready to be written: its row, and its lines with their products."""
+
+    values: dict[str, Any]
+    lines: list[tuple[Any, int]]  # (product row, quantity)
+
+
+def plan_order(tenant_id: int, user_id: int, items: list[dict[str, int]],
+               products: dict[int, Any], *, ttl_seconds: int, idempotency_key: str | None,
+               now: datetime) -> OrderPlan:
+    """The order `items` make with these products (by product id); 404 or 422 if none can."""
+    merged = merge_items(items)
     for product_id in merged:
         if product_id not in products:
             raise NotFound(f"Product {product_id} not found", code="product_not_found")
-    now = utcnow()
     total = sum(products[pid].price * qty for pid, qty in merged.items())
     if total > 10**12:
         raise Invalid("Order total too large", code="amount_too_large")
     values = {
-        "tenant_id": caller.tenant_id, "user_id": caller.user.id, "out_trade_no": _out_trade_no(),
+        "tenant_id": tenant_id, "user_id": user_id, "out_trade_no": _out_trade_no(),
         "status": "PENDING", "payment_status": int(PayState.UNPAID), "total_amount": total,
         "currency": "CNY", "needs_refund": False, "idempotency_key": idempotency_key,
-        "request_hash": request_hash, "created_at": now, "updated_at": now,
+        "request_hash": _request_hash(items), "created_at": now, "updated_at": now,
         "expires_at": now + timedelta(seconds=ttl_seconds),
     }
-    order = Order(id=repo.add(values), **values)  # a detached copy of the row, for the answer
-    rows = repo.add_items([
+    return OrderPlan(values, [(products[pid], qty) for pid, qty in merged.items()])
+
+
+def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, list[Any]]]:
+    """Write planned orders and hold their stock: one statement per table for all of them.
+
+    Holding stock comes last: a product row, which every order for it touches, stays
+    locked only until COMMIT. Product rows are locked in id order on every path (one
+    statement per product, the units of all the orders summed), or two orders naming
+    the same products in opposite orders deadlock. 409 if a product lacks the units.
+    """
+    ids = OrderRepository.add_many(session, [plan.values for plan in plans])
+    orders = [Order(id=order_id, **plan.values)  # detached copies of the rows, for the answer
+              for order_id, plan in zip(ids, plans, strict=True)]
+    rows = OrderRepository.add_items_many(session, [
         {
-            "tenant_id": caller.tenant_id, "order_id": order.id, "product_pk": products[pid].id,
-            "product_id": pid, "product_name": products[pid].name, "quantity": qty,
-            "unit_price": products[pid].price, "amount": products[pid].price * qty,
+            "tenant_id": order.tenant_id, "order_id": order.id, "product_pk": product.id,
+            "product_id": product.product_id, "product_name": product.name, "quantity": qty,
+            "unit_price": product.price, "amount": product.price * qty,
         }
-        for pid, qty in merged.items()
+        for order, plan in zip(orders, plans, strict=True) for product, qty in plan.lines
     ])
-    # Holding stock is the last statement: the product row, which every order for it
-    # touches, stays locked only until COMMIT. Rows are locked in row-id order on every
-    # path, or two orders naming the same products in opposite orders deadlock.
-    for product_id, qty in sorted(merged.items(), key=lambda kv: products[kv[0]].id):
-        if not repo.reserve(products[product_id].id, qty):
-            raise Conflict(f"Not enough stock for product {product_id}",
+    held: dict[tuple[int, int], list[Any]] = {}
+    for order, plan in zip(orders, plans, strict=True):
+        for product, qty in plan.lines:
+            held.setdefault((product.id, order.tenant_id), [product, 0])[1] += qty
+    for (product_pk, tenant_id), (product, qty) in sorted(held.items()):
+        if not OrderRepository(session, tenant_id).reserve(product_pk, qty):
+            raise Conflict(f"Not enough stock for product {product.product_id}",
                            code="insufficient_stock")
-    ORDERS_CREATED.inc()
-    log.info("order.created", tenant_id=caller.tenant_id, order_id=order.id, total=total)
-    return order, rows
+    ORDERS_CREATED.inc(len(orders))
+    by_order: dict[int, list[Any]] = {order.id: [] for order in orders}
+    for row in rows:
+        by_order[row.order_id].append(row)
+    return [(order, by_order[order.id]) for order in orders]
+
+
+def log_created(order: Order) -> None:
+    """The log line of a placed order (in the log context of the request that placed it)."""
+    log.info("order.created", tenant_id=order.tenant_id, order_id=order.id,
+             total=order.total_amount)
 
 
 def order_view(order: Order, items: Sequence[Any], ticket_views: list[dict[str, Any]] | None = None) -> dict[str, Any]:

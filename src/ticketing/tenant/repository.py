@@ -16,6 +16,9 @@ from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant,
 _USERS, _PRODUCTS, _GATEWAYS = User.__table__, Product.__table__, GatewayConfig.__table__
 _USER_BY_TOKEN = select(*_USERS.c).where(_USERS.c.tenant_id == bindparam("tenant_id"),
                                          _USERS.c.token_hash == bindparam("token_hash"))
+_USERS_BY_TOKENS = select(*_USERS.c).where(
+    _USERS.c.tenant_id == bindparam("tenant_id"),
+    _USERS.c.token_hash.in_(bindparam("token_hashes", expanding=True)))
 _PRODUCTS_BY_ID = select(*_PRODUCTS.c).where(
     _PRODUCTS.c.tenant_id == bindparam("tenant_id"),
     _PRODUCTS.c.product_id.in_(bindparam("product_ids", expanding=True)))
@@ -41,6 +44,11 @@ class TenantData(TenantRepository):
         if lock:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
+
+    def users_by_token_hashes(self, token_hashes: set[str]) -> dict[str, Row[Any]]:
+        """The users holding these tokens (read-only rows), by token hash."""
+        params = {"tenant_id": self.tenant_id, "token_hashes": sorted(token_hashes)}
+        return {row.token_hash: row for row in run(self.session, _USERS_BY_TOKENS, params)}
 
     def products(self, product_ids: list[int]) -> list[Row[Any]]:
         """The products with these ids (read-only rows)."""

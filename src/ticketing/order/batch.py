@@ -1,0 +1,116 @@
+"""Orders placed together are written together (a group commit: kit.batching).
+
+At a sale opening each worker process receives many POST /orders at once. A batch
+writes them in one transaction: the callers looked up in one query, their products
+in one, the orders and their items each in one INSERT, and each product's units for
+all the orders held in one compare-and-set UPDATE (product rows in id order, as
+everywhere). Nobody is answered before the COMMIT.
+
+An order with an Idempotency-Key never joins a batch (it may have to return the order
+placed before), and neither does one whose caller, products or total are not valid:
+those, and every order of a batch that fails (a product short of the units the whole
+batch asks for, say), are placed one at a time, exactly as if each had arrived alone,
+with their own answers and errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from ticketing.db import Database
+from ticketing.kit.batching import Entry, GroupCommit
+from ticketing.kit.clock import utcnow
+from ticketing.kit.errors import TicketingError
+from ticketing.order import service
+from ticketing.tenant.repository import TenantData
+from ticketing.tenant.service import authenticate, find_tenant, hash_token
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """POST /orders as its request brought it."""
+
+    slug: str
+    token: str | None
+    items: list[dict[str, int]]
+    idempotency_key: str | None
+
+
+def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, Any]:
+    """Place one order in a transaction of its own; the contract's view of it."""
+    with db.transaction() as session:
+        caller = authenticate(session, req.slug, req.token, "customer")
+        order, items = service.create_order(session, caller, req.items, ttl_seconds=ttl_seconds,
+                                            idempotency_key=req.idempotency_key)
+        return service.order_view(order, items)
+
+
+def place_batch(session: Session, batch: list[Entry[OrderRequest]],
+                ttl_seconds: int) -> dict[int, dict[str, Any]]:
+    """Place the orders of the batch that can be placed together, in the caller's
+    transaction; their views by position in `batch` (valid once it commits)."""
+    by_tenant: dict[int, list[tuple[int, OrderRequest]]] = {}
+    for index, entry in enumerate(batch):
+        tenant = find_tenant(session, entry.value.slug)
+        if tenant is not None and entry.value.token and not entry.value.idempotency_key:
+            by_tenant.setdefault(tenant.id, []).append((index, entry.value))
+    now = utcnow()
+    planned: list[tuple[int, service.OrderPlan]] = []
+    for tenant_id, requests in by_tenant.items():
+        data = TenantData(session, tenant_id)
+        users = data.users_by_token_hashes({hash_token(r.token or "") for _, r in requests})
+        products = {p.product_id: p for p in data.products(sorted(
+            {i["product_id"] for _, r in requests for i in r.items}))}
+        for index, req in requests:
+            user = users.get(hash_token(req.token or ""))
+            if user is None or user.role != "customer":
+                continue
+            try:
+                planned.append((index, service.plan_order(
+                    tenant_id, user.id, req.items, products, ttl_seconds=ttl_seconds,
+                    idempotency_key=None, now=now)))
+            except TicketingError:
+                continue
+    if len(planned) < 2:
+        return {}
+    placed = service.place_orders(session, [plan for _, plan in planned])
+    views = {}
+    for (index, _), (order, items) in zip(planned, placed, strict=True):
+        with structlog.contextvars.bound_contextvars(**batch[index].context):
+            service.log_created(order)
+        views[index] = service.order_view(order, items)
+    return views
+
+
+_batchers: weakref.WeakKeyDictionary[Database, GroupCommit[OrderRequest, dict[str, Any]]] = \
+    weakref.WeakKeyDictionary()
+_made = threading.Lock()
+
+
+def place(db: Database, ttl_seconds: int, max_size: int, req: OrderRequest) -> dict[str, Any]:
+    """Place an order, in a batch with concurrent ones when `max_size` > 1."""
+    if max_size <= 1 or req.idempotency_key:
+        return place_alone(db, ttl_seconds, req)
+    batcher = _batchers.get(db)
+    if batcher is None:
+        with _made:
+            batcher = _batchers.setdefault(db, _batcher(db, ttl_seconds, max_size))
+    return batcher.submit(req)
+
+
+def _batcher(db: Database, ttl_seconds: int,
+             max_size: int) -> GroupCommit[OrderRequest, dict[str, Any]]:
+    def alone(req: OrderRequest) -> dict[str, Any]:
+        return place_alone(db, ttl_seconds, req)
+
+    def together(batch: list[Entry[OrderRequest]]) -> dict[int, dict[str, Any]]:
+        with db.transaction() as session:
+            return place_batch(session, batch, ttl_seconds)
+
+    return GroupCommit("order", max_size, alone, together)

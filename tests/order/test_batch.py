@@ -1,0 +1,101 @@
+"""Orders placed together (order/batch.py) hold stock exactly as orders placed alone.
+
+Bursts of POST /orders against real servers, on both databases: every order is
+answered with its own order, the stock held is the units ordered, and when the
+burst asks for more units than there are, exactly the units there are are sold
+out, never more (a batch short of stock hands its orders back to be placed alone).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+
+import httpx
+import pytest
+
+from tests.audit.books import violations
+from tests.factories import CUSTOMER, OPERATOR
+from ticketing.db import Database
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def burst_url(request, tmp_path):
+    if request.param == "sqlite":
+        from ticketing.migrate import upgrade
+
+        url = f"sqlite:///{tmp_path / 'orders.db'}"
+        upgrade(url)
+        return url
+    return request.getfixturevalue("pg_url")
+
+
+def _burst(base_url: str, bodies: list[dict]) -> list[httpx.Response]:
+    barrier = Barrier(len(bodies))
+
+    def send(body: dict) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=60) as c:
+            barrier.wait()
+            return c.post("/orders", headers=CUSTOMER, json=body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+def _books_balance(url: str) -> None:
+    db = Database(url, pool_size=1)
+    try:
+        assert violations(db) == []
+    finally:
+        db.dispose()
+
+
+def test_a_burst_of_orders_each_gets_its_own_order(burst_url, live_server_factory):
+    server = live_server_factory(burst_url, workers=2, TICKETING_LOG_LEVEL="INFO")
+    bodies = [{"items": [{"product_id": 101, "quantity": 1 + n % 3},
+                         {"product_id": 102, "quantity": 1}]} for n in range(30)]
+    responses = _burst(server.base_url, bodies)
+    assert [r.status_code for r in responses] == [200] * 30
+    orders = [r.json() for r in responses]
+    assert len({o["order_id"] for o in orders}) == 30
+    for body, order in zip(bodies, orders, strict=True):
+        assert [(i["product_id"], i["quantity"]) for i in order["items"]] == [
+            (i["product_id"], i["quantity"]) for i in body["items"]]
+        assert order["total_amount"] == sum(i["amount"] for i in order["items"])
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        p101 = c.get("/admin/tenants/default/products/101", headers=OPERATOR).json()
+        assert p101["reserved"] == sum(1 + n % 3 for n in range(30))
+        for order in orders:
+            detail = c.get(f"/orders/{order['order_id']}", headers=CUSTOMER).json()
+            assert detail["items"] == order["items"] and detail["status"] == "PENDING"
+    _books_balance(burst_url)
+    assert _batched(server.log_path)  # the burst did go through batches
+
+
+def _batched(log_path) -> bool:
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "batch.applied" and entry.get("kind") == "order":
+            return True
+    return False
+
+
+def test_a_burst_for_more_than_the_stock_sells_exactly_the_stock(burst_url, live_server_factory):
+    server = live_server_factory(burst_url, workers=2)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        made = c.post("/admin/tenants/default/products", headers=OPERATOR, json={
+            "product_id": 777, "name": "Last seats", "price": 100, "stock": 7,
+            "entitlements": [{"code": "ride", "name": "One ride", "uses": 1}]})
+        assert made.status_code in (200, 201), made.text
+    responses = _burst(server.base_url, [{"items": [{"product_id": 777, "quantity": 1}]}] * 20)
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 7 + [409] * 13
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"insufficient_stock"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        p = c.get("/admin/tenants/default/products/777", headers=OPERATOR).json()
+        assert (p["stock"], p["reserved"]) == (7, 7)
+    _books_balance(burst_url)
