@@ -186,8 +186,9 @@ class Server:
     def connections_per_worker(self) -> list[int]:
         """Client connections each worker holds right now, busiest first.
 
-        Workers share one listening socket; whoever wakes first accepts, so a fixed set
-        of keep-alive connections may all land on one worker.
+        Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel picks
+        one per connection by a hash of its addresses: a fixed set of keep-alive
+        connections splits roughly, not exactly, evenly.
         """
         inodes = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):

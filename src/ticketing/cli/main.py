@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import tempfile
 
@@ -12,14 +13,65 @@ from ticketing.kit.errors import TicketingError
 EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 422: 2}
 
 
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT (not listening yet)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something already accepts connections on host:port."""
+    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class OwnSocket:
+    """Stands in for the listening socket uvicorn hands each worker: the worker binds its own.
+
+    With one shared socket, whichever worker wakes first accepts, so keep-alive
+    connections pile onto one worker while another idles. Each worker listening on a
+    socket of its own (SO_REUSEPORT) lets the kernel spread connections over them.
+    Unpickling in the worker process (uvicorn spawns workers) does the binding.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def __reduce__(self) -> tuple[object, tuple[str, int]]:
+        return reuseport_socket, (self.host, self.port)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from uvicorn.supervisors import Multiprocess
+
+    app = "ticketing.api.app:create_app_from_env"
+    options = dict(factory=True, access_log=False, log_level="warning", timeout_graceful_shutdown=10)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ticketing-metrics-")
-    uvicorn.run("ticketing.api.app:create_app_from_env", factory=True, host=args.host,
-                port=args.port, workers=args.workers, access_log=False, log_level="warning",
-                timeout_graceful_shutdown=10)
+    if args.workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.run(app, host=args.host, port=args.port, workers=args.workers, **options)
+        return 0
+    try:  # held (never listening) while the workers run: no other program takes the port
+        holder = reuseport_socket(args.host, args.port)
+        port = holder.getsockname()[1]
+        if _answers(args.host, port):  # another server with SO_REUSEPORT would share it silently
+            holder.close()
+            raise OSError(f"address already in use: another server listens on port {port}")
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(app, host=args.host, port=port, workers=args.workers, **options)
+    with holder:
+        Multiprocess(config, sockets=[OwnSocket(args.host, port)]).run()  # type: ignore[list-item]
     return 0
 
 

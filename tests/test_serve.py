@@ -1,0 +1,55 @@
+"""`ticketing serve --workers N`: each worker listens on a socket of its own."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.server import Server
+from ticketing.migrate import upgrade
+
+
+def _listening_sockets(port: int) -> int:
+    """TCP sockets in LISTEN state on `port` (one per socket, however many processes hold it)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_workers_listen_each_on_their_own_socket_and_share_connections(tmp_path):
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    server = Server(url, 3, tmp_path / "server.log").start()
+    socks = []
+    try:
+        deadline = time.monotonic() + 60  # the server answers once its first worker is up
+        while _listening_sockets(server.port) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _listening_sockets(server.port) == 3
+        for _ in range(24):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            socks.append(sock)
+        for sock in socks:  # answered, so the worker that holds it has accepted it
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        spread = server.connections_per_worker()
+        assert sum(spread) == 24 and len(spread) == 3 and min(spread) > 0, spread
+        # A second server on the same port is refused, not silently given half the connections.
+        second = subprocess.run(
+            [sys.executable, "-m", "ticketing.cli.main", "serve", "--port", str(server.port),
+             "--workers", "2"], env={**os.environ, "TICKETING_DATABASE_URL": url},
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "already in use" in second.stderr
+        assert _listening_sockets(server.port) == 3
+    finally:
+        for sock in socks:
+            sock.close()
+        server.stop()
