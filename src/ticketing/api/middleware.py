@@ -89,11 +89,11 @@ class _BodyGuard:
             return await self._receive()
         if self.refused is not None:
             raise _TooLarge(self.refused)
-        now = asyncio.get_running_loop().time()
         if self.deadline is None:
-            self.deadline = now + self.timeout
-        try:
-            message = await asyncio.wait_for(self._receive(), timeout=max(self.deadline - now, 0))
+            self.deadline = asyncio.get_running_loop().time() + self.timeout
+        try:  # a timer on this task, not a task per receive as asyncio.wait_for makes
+            async with asyncio.timeout_at(self.deadline):
+                message = await self._receive()
         except TimeoutError:
             raise self._refuse("timeout") from None
         if message["type"] == "http.request":
@@ -116,6 +116,9 @@ class RequestLogMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        # Histogram children by (method, route, status class): `labels()` takes a lock and
+        # builds a key each time; the set is small (methods x routes x 5), so keep them.
+        self._histograms: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -123,13 +126,16 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        headers = dict(scope.get("headers", ()))
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        given_id, tenant = b"", b"default"
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given_id = value
+            elif name == b"x-tenant-id":
+                tenant = value
+        request_id = given_id.decode("latin-1")[:64] or uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            request_id=request_id,
-            tenant=headers.get(b"x-tenant-id", b"default").decode("latin-1")[:64],
-        )
+        structlog.contextvars.bind_contextvars(request_id=request_id,
+                                               tenant=tenant.decode("latin-1")[:64])
 
         async def capture(message: Any) -> None:
             nonlocal status
@@ -142,8 +148,11 @@ class RequestLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], template, f"{status // 100}xx").observe(elapsed)
+            key = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), status // 100)
+            histogram = self._histograms.get(key)
+            if histogram is None:
+                histogram = self._histograms[key] = REQUEST_SECONDS.labels(
+                    key[0], key[1], f"{key[2]}xx")
+            histogram.observe(elapsed)
             log.info("request", method=scope["method"], path=scope["path"], status=status,
                      ms=round(elapsed * 1000, 2))
