@@ -36,21 +36,11 @@ def kept_headers(headers: Any) -> dict[str, str]:
     return {k: headers[k] for k in KEPT_HEADERS if k in headers}
 
 
-def record(
-    session: Session,
-    tenant_id: int,
-    received: Received,
-    *,
-    outcome: str,
-    http_status: int,
-    notice: PaymentNotice | None = None,
-    order_id: int | None = None,
-    detail: str | None = None,
-) -> int:
-    """Store one notification with its outcome; returns its id."""
-    row = notification_row(tenant_id, received, outcome=outcome, http_status=http_status,
-                           notice=notice, order_id=order_id, detail=detail)
-    return NotificationRepository.add_many(session, [row])[0]
+def record(session: Session, tenant_id: int, received: Received, **fields: Any) -> int:
+    """Store one notification with its outcome (`fields` as `notification_row` takes them);
+    returns its id."""
+    return NotificationRepository.add_many(session, [notification_row(tenant_id, received,
+                                                                      **fields)])[0]
 
 
 def notification_row(
