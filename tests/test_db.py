@@ -120,6 +120,22 @@ def test_sqlite_writers_of_many_threads_all_commit(sqlite_file):
     other.dispose()
 
 
+def test_sqlite_writes_go_on_where_no_lock_file_can_be_made(tmp_path):
+    path = tmp_path / "nolock.db"
+    (tmp_path / "nolock.db-writer.lock").mkdir()  # taken by something that is not a file
+    db = Database(f"sqlite:///{path}", pool_size=2)
+    with db.transaction() as session:
+        session.execute(text("CREATE TABLE writes (name TEXT NOT NULL)"))
+    threads = [threading.Thread(target=_write, args=(db, f"w{n}")) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.transaction(readonly=True) as session:
+        assert session.execute(text("SELECT count(*) FROM writes")).scalar_one() == 4
+    db.dispose()
+
+
 def test_a_pooled_postgresql_connection_cut_by_the_server_is_replaced_unseen(pg_url):
     db = Database(pg_url, pool_size=1, max_overflow=0)
     with db.transaction(readonly=True) as session:

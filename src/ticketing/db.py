@@ -76,7 +76,11 @@ class WriterLock:
         # A forked child shares the parent's open file (and its flock): open its own.
         if self._pid != os.getpid():
             self._thread = threading.Lock()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:  # flock needs no write access: another user's lock file will do
+                self._fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC,
+                                               0o644)
+            except OSError:  # no lock file here: threads of this process still queue
+                self._fd = None
             self._pid = os.getpid()
 
     def acquire(self) -> bool:
@@ -86,16 +90,18 @@ class WriterLock:
             thread, fd = self._thread, self._fd
         if not thread.acquire(timeout=BUSY_TIMEOUT_SECONDS):
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            thread.release()
-            raise
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                thread.release()
+                raise
         return True
 
     def release(self) -> None:
         """Let the next writer in."""
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread.release()
 
 
