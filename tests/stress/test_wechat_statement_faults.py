@@ -22,7 +22,7 @@ from tests.stress.test_statement_faults import (
     cases,
 )
 
-STATEMENTS = {"sqlite": 14, "postgresql": 11}
+STATEMENTS = {"sqlite": 12, "postgresql": 11}
 
 
 def test_cases_cover_every_statement(wechat, fake, db, db_url):  # noqa: F811

@@ -12,11 +12,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ticketing.db import run_last
 from ticketing.kit.sql import run
 from ticketing.kit.tenancy import TenantRepository
-from ticketing.models import Order, OrderEvent, OrderItem, Product, ProductEntitlement
+from ticketing.models import Order, OrderEvent, OrderItem, Product
 
 # The statements of the payment and order paths, built once (see kit.sql.run).
 _ORDERS, _ITEMS, _PRODUCTS = Order.__table__, OrderItem.__table__, Product.__table__
-_ENTS = ProductEntitlement.__table__
 _TENANT = bindparam("tenant_id")
 _BY_ID = select(Order).where(Order.tenant_id == _TENANT, Order.id == bindparam("order_id"))
 # FOR NO KEY UPDATE: serialises everything that changes the order, but not the
@@ -25,15 +24,6 @@ _BY_ID_LOCKED = _BY_ID.with_for_update(key_share=True)
 _ITEMS_OF = (select(*_ITEMS.c)
              .where(_ITEMS.c.tenant_id == _TENANT, _ITEMS.c.order_id == bindparam("order_id"))
              .order_by(_ITEMS.c.id))
-# Items with their products' entitlements (one row per item and entitlement): what
-# issuing tickets needs, in one round trip.
-_ITEMS_WITH_ENTS = (
-    select(*_ITEMS.c, _ENTS.c.code.label("ent_code"), _ENTS.c.name.label("ent_name"),
-           _ENTS.c.uses.label("ent_uses"))
-    .outerjoin(_ENTS, _ENTS.c.product_pk == _ITEMS.c.product_pk)
-    .where(_ITEMS.c.tenant_id == _TENANT, _ITEMS.c.order_id == bindparam("order_id"))
-    .order_by(_ITEMS.c.id, _ENTS.c.id)
-)
 _ADD_ITEMS = insert(_ITEMS).returning(*_ITEMS.c, sort_by_parameter_order=True)
 _ADD_EVENT = insert(OrderEvent.__table__)
 _ADD_ORDER = insert(_ORDERS).returning(_ORDERS.c.id, sort_by_parameter_order=True)
@@ -62,24 +52,6 @@ def _set_state_stmt(keys: tuple[str, ...]) -> Any:
     return stmt
 
 
-class Entitlement(tuple[str, str, int]):
-    """A product's entitlement as issuing copies it: (code, name, uses)."""
-
-    __slots__ = ()
-
-    @property
-    def code(self) -> str:
-        return self[0]
-
-    @property
-    def name(self) -> str:
-        return self[1]
-
-    @property
-    def uses(self) -> int:
-        return self[2]
-
-
 class OrderRepository(TenantRepository):
     """Orders of one tenant, and the stock counters they move."""
 
@@ -92,16 +64,14 @@ class OrderRepository(TenantRepository):
         return {(row.tenant_id, row.id): row for row in run(session, stmt)}
 
     @staticmethod
-    def items_with_entitlements_many(
-        session: Session, keys: list[tuple[int, int]],
-    ) -> tuple[dict[int, list[Row[Any]]], dict[int, list[Entitlement]]]:
-        """`items_with_entitlements` of several orders: items by order id, entitlements."""
-        stmt = (select(*_ITEMS.c, _ENTS.c.code.label("ent_code"),
-                       _ENTS.c.name.label("ent_name"), _ENTS.c.uses.label("ent_uses"))
-                .outerjoin(_ENTS, _ENTS.c.product_pk == _ITEMS.c.product_pk)
-                .where(tuple_(_ITEMS.c.tenant_id, _ITEMS.c.order_id).in_(keys))
-                .order_by(_ITEMS.c.id, _ENTS.c.id))
-        return _group_items(run(session, stmt))
+    def items_many(session: Session, keys: list[tuple[int, int]]) -> dict[int, list[Row[Any]]]:
+        """The items of several orders named by (tenant, order id), by order id."""
+        stmt = (select(*_ITEMS.c).where(tuple_(_ITEMS.c.tenant_id, _ITEMS.c.order_id).in_(keys))
+                .order_by(_ITEMS.c.id))
+        items: dict[int, list[Row[Any]]] = {}
+        for row in run(session, stmt):
+            items.setdefault(row.order_id, []).append(row)
+        return items
 
     @staticmethod
     def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]]) -> None:
@@ -143,12 +113,6 @@ class OrderRepository(TenantRepository):
         """The order's items (read-only rows), in the order they were placed."""
         params = {"tenant_id": self.tenant_id, "order_id": order_id}
         return list(run(self.session, _ITEMS_OF, params))
-
-    def items_with_entitlements(self, order_id: int) -> tuple[list[Row[Any]], dict[int, list[Entitlement]]]:
-        """The order's items, and the entitlements of each of their products."""
-        params = {"tenant_id": self.tenant_id, "order_id": order_id}
-        items, ents = _group_items(run(self.session, _ITEMS_WITH_ENTS, params))
-        return items.get(order_id, []), ents
 
     @staticmethod
     def add_many(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -212,19 +176,6 @@ class OrderRepository(TenantRepository):
 
 
 _STOCK_MOVES = "ticketing_stock_moves"
-
-
-def _group_items(rows: Any) -> tuple[dict[int, list[Row[Any]]], dict[int, list[Entitlement]]]:
-    """Item rows joined with their products' entitlements: items by order, entitlements."""
-    items: dict[int, dict[int, Row[Any]]] = {}
-    ents: dict[int, list[Entitlement]] = {}
-    first_item: dict[int, int] = {}  # product -> the item whose rows list its entitlements
-    for row in rows:
-        items.setdefault(row.order_id, {}).setdefault(row.id, row)
-        listed = ents.setdefault(row.product_pk, [])
-        if first_item.setdefault(row.product_pk, row.id) == row.id and row.ent_code is not None:
-            listed.append(Entitlement((row.ent_code, row.ent_name, row.ent_uses)))
-    return {order_id: list(by_id.values()) for order_id, by_id in items.items()}, ents
 
 
 def _execute_many(session: Session, stmt: Any, params: list[dict[str, Any]]) -> int:

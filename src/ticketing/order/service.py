@@ -223,25 +223,21 @@ def paid_values(now: datetime, paid_at: datetime | None, transaction_id: str | N
 def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime) -> list[list[dict[str, Any]]]:
     """Several pending orders paid at once: each order's issued tickets.
 
-    `paid` holds (order, items, entitlements, reason, gateway, transaction_id, paid_at)
+    `paid` holds (order, items, reason, gateway, transaction_id, paid_at)
     for locked orders in a pending state, which `is_allowed` lets move to PAID: the
     effects of `update_order_payment_status` for that transition, written for all
     the orders together (one statement per table instead of one per order).
     """
-    for order, items, _ents, *_ in paid:
+    for order, items, *_ in paid:
         _paid_side_effects(OrderRepository(session, order.tenant_id), order, items,
                            PayState(order.payment_status))
     moves = [(order, paid_values(now, paid_at, txn_id, gateway), int(order.payment_status))
-             for order, _items, _ents, _reason, gateway, txn_id, paid_at in paid]
+             for order, _items, _reason, gateway, txn_id, paid_at in paid]
     OrderRepository.set_states(session, moves)
-    entitlements: dict[int, list[Any]] = {}
-    for _order, _items, ents, *_ in paid:
-        entitlements.update(ents)
-    issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid],
-                                      entitlements, now)
+    issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now)
     OrderRepository.record_events(session, [
         (order.tenant_id, order.id, int(order.payment_status), int(PayState.PAID), True,
-         reason, now) for order, _items, _ents, reason, *_ in paid])
+         reason, now) for order, _items, reason, *_ in paid])
     TICKETS_ISSUED.inc(sum(map(len, issued)))
     return issued
 
@@ -281,10 +277,7 @@ def update_order_payment_status(
     values: dict[str, Any] = {"payment_status": int(pay_state),
                               "status": order_status(pay_state), "updated_at": now}
     items: Sequence[Any] = []
-    entitlements = None
-    if pay_state == PayState.PAID:
-        items, entitlements = repo.items_with_entitlements(order.id)
-    elif pay_state == PayState.REFUNDED or (
+    if pay_state in (PayState.PAID, PayState.REFUNDED) or (
         pay_state == PayState.CLOSED and current in PENDING_STATES
     ):
         items = repo.items(order.id)
@@ -307,7 +300,7 @@ def update_order_payment_status(
     if not repo.set_state(order, int(current), **values):
         raise RuntimeError(f"order {order.id} changed state under its lock")
     if pay_state == PayState.PAID:
-        issued = tickets.issue_for_order(session, order, items, now, entitlements)
+        issued = tickets.issue_for_order(session, order, items, now)
         TICKETS_ISSUED.inc(len(issued))
     repo.record_event(order.id, current, pay_state, True, reason, now)
     bound.info("order.state_changed", reason=reason, tickets=len(issued))

@@ -128,11 +128,10 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     if not ready:
         return {}
     fault_point("payment.before_apply")
-    items, entitlements = OrderRepository.items_with_entitlements_many(
-        session, [c.order_key for c, _ in ready])
+    items = OrderRepository.items_many(session, [c.order_key for c, _ in ready])
     now = utcnow()
     issued = orders.pay_pending_orders(session, [
-        (order, items.get(order.id, []), entitlements, notice_reason(c.notice), c.notice.gateway,
+        (order, items.get(order.id, []), notice_reason(c.notice), c.notice.gateway,
          c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now)
     bodies = [processed_body(order.id, order_status(PayState.PAID), tickets)
               for (_, order), tickets in zip(ready, issued, strict=True)]

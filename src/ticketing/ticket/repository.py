@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, insert, select
+from sqlalchemy import Row, Select, bindparam, func, insert, select, tuple_
+from sqlalchemy.orm import Session
 
 from ticketing.kit.sql import insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
+    OrderItem,
+    ProductEntitlement,
     Redemption,
     Ticket,
     TicketEntitlement,
@@ -22,8 +25,18 @@ from ticketing.models import (
 _TICKETS, _TICKET_ENTS = Ticket.__table__, TicketEntitlement.__table__
 _REDEMPTIONS, _USERS = Redemption.__table__, User.__table__
 _TENANT = bindparam("tenant_id")
-_ADD_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, sort_by_parameter_order=True)
-_ADD_ENTITLEMENTS = insert(_TICKET_ENTS)
+_ADD_TICKETS = insert(_TICKETS)
+_PRODUCT_ENTS, _ITEMS = ProductEntitlement.__table__, OrderItem.__table__
+_COPY_ENTITLEMENTS = insert(_TICKET_ENTS).from_select(
+    ["tenant_id", "ticket_id", "code", "name", "uses_total", "uses_left"],
+    select(_TICKETS.c.tenant_id, _TICKETS.c.id, _PRODUCT_ENTS.c.code, _PRODUCT_ENTS.c.name,
+           _PRODUCT_ENTS.c.uses, _PRODUCT_ENTS.c.uses)
+    .join(_ITEMS, (_ITEMS.c.id == _TICKETS.c.order_item_id)
+          & (_ITEMS.c.tenant_id == _TICKETS.c.tenant_id))
+    .join(_PRODUCT_ENTS, _PRODUCT_ENTS.c.product_pk == _ITEMS.c.product_pk)
+    .where(tuple_(_TICKETS.c.tenant_id, _TICKETS.c.order_id).in_(
+        bindparam("orders", expanding=True)))
+    .order_by(_TICKETS.c.id, _PRODUCT_ENTS.c.id))
 # What showing tickets reads (GET /my/tickets, an order's tickets): rows, built once.
 _FOR_USER = (select(*_TICKETS.c)
              .where(_TICKETS.c.tenant_id == _TENANT, _TICKETS.c.user_id == bindparam("user_id"))
@@ -45,13 +58,15 @@ _ACCEPTED_OF = (select(*_REDEMPTIONS.c, _USERS.c.name.label("staff_name"))
 class TicketRepository(TenantRepository):
     """Tickets of one tenant."""
 
-    def insert_tickets(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert tickets in one statement; their ids, in the order given."""
-        return [row[0] for row in run(self.session, _ADD_TICKETS, rows)]
+    @staticmethod
+    def insert_tickets(session: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert tickets (each row names its tenant): one executemany."""
+        run(session, _ADD_TICKETS, rows)
 
-    def insert_entitlements(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            run(self.session, _ADD_ENTITLEMENTS, rows)
+    @staticmethod
+    def copy_entitlements(session: Session, orders: list[tuple[int, int]]) -> None:
+        """Copy each product's entitlements to the tickets of these (tenant, order id)s."""
+        run(session, _COPY_ENTITLEMENTS, {"orders": orders})
 
     def by_code(self, code: str, *, lock: bool = False) -> Ticket | None:
         stmt = self.select(Ticket).where(Ticket.ticket_code == code)

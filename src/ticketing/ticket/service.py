@@ -12,34 +12,29 @@ from ticketing.kit.clock import rfc3339
 from ticketing.kit.errors import NotFound
 from ticketing.kit.faults import fault_point
 from ticketing.models import Order, Ticket
-from ticketing.tenant.repository import TenantData
 from ticketing.tenant.service import Caller
 from ticketing.ticket.codes import looks_like_ticket_code, new_ticket_code
 from ticketing.ticket.repository import RedemptionRepository, TicketRepository
 
 
-def issue_for_order(
-    session: Session, order: Any, items: Sequence[Any], when: datetime,
-    entitlements: dict[int, list[Any]] | None = None,
-) -> list[dict[str, Any]]:
+def issue_for_order(session: Session, order: Any, items: Sequence[Any],
+                    when: datetime) -> list[dict[str, Any]]:
     """One ticket per unit bought, each carrying a copy of its product's entitlements.
 
-    `entitlements` (product row id -> its entitlements) saves a query when the caller
-    read them with the items. UNIQUE (order_item_id, unit_index) makes a second
-    issuance for the same order fail even if a caller got the state checks wrong.
+    UNIQUE (order_item_id, unit_index) makes a second issuance for the same order fail
+    even if a caller got the state checks wrong.
     """
-    if entitlements is None:
-        entitlements = {}
-        for ent in TenantData(session, order.tenant_id).entitlements([i.product_pk for i in items]):
-            entitlements.setdefault(ent.product_pk, []).append(ent)
-    return issue_for_orders(session, [(order, items)], entitlements, when)[0]
+    return issue_for_orders(session, [(order, items)], when)[0]
 
 
-def issue_for_orders(
-    session: Session, orders: Sequence[tuple[Any, Sequence[Any]]],
-    entitlements: dict[int, list[Any]], when: datetime,
-) -> list[list[dict[str, Any]]]:
-    """Tickets for several paid orders (order, items) in two statements; each order's list."""
+def issue_for_orders(session: Session, orders: Sequence[tuple[Any, Sequence[Any]]],
+                     when: datetime) -> list[list[dict[str, Any]]]:
+    """Tickets for several paid orders (order, items) in two statements; each order's list.
+
+    The tickets are inserted, then the entitlements of their products are copied to
+    them inside the database (a copy: a product's entitlements may change later, a
+    sold ticket's do not).
+    """
     rows = [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "order_item_id": item.id,
@@ -51,19 +46,9 @@ def issue_for_orders(
         for item in items
         for unit in range(item.quantity)
     ]
-    product_pks = [item.product_pk for _, items in orders for item in items
-                   for _ in range(item.quantity)]
-    repo = TicketRepository(session, orders[0][0].tenant_id)  # rows carry their own tenant
-    ids = repo.insert_tickets(rows)
+    TicketRepository.insert_tickets(session, rows)
     fault_point("tickets.after_first_ticket")  # the tickets are written, their entitlements not
-    repo.insert_entitlements([
-        {
-            "tenant_id": row["tenant_id"], "ticket_id": ticket_id, "code": ent.code,
-            "name": ent.name, "uses_total": ent.uses, "uses_left": ent.uses,
-        }
-        for row, ticket_id, pk in zip(rows, ids, product_pks, strict=True)
-        for ent in entitlements.get(pk, [])
-    ])
+    TicketRepository.copy_entitlements(session, [(order.tenant_id, order.id) for order, _ in orders])
     fault_point("tickets.after_entitlements")
     issued: dict[int, list[dict[str, Any]]] = {order.id: [] for order, _ in orders}
     for r in rows:
