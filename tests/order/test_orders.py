@@ -78,6 +78,16 @@ def test_idempotency_key_returns_the_same_order(client):
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
 
 
+def test_an_empty_idempotency_key_is_no_key(client):
+    body = {"items": [{"product_id": 101, "quantity": 1}]}
+    headers = {**CUSTOMER, "Idempotency-Key": ""}
+    first = client.post("/orders", headers=headers, json=body)
+    second = client.post("/orders", headers=headers, json=body)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["order_id"] != second.json()["order_id"]
+    assert product(client, 101)["reserved"] == 2
+
+
 def test_owner_reads_order_with_tickets_field(client):
     order = place_order(client)
     r = client.get(f"/orders/{order['order_id']}", headers=CUSTOMER)

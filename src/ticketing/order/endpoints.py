@@ -25,7 +25,7 @@ def create_order(
 ) -> dict[str, Any]:
     """Place an order and hold its stock until it is paid or expires."""
     request = batch.OrderRequest(tenant, token, [i.model_dump() for i in body.items],
-                                 idempotency_key)
+                                 idempotency_key or None)  # an empty key is no key
     return batch.place(db, settings.order_ttl_seconds, settings.batch_max, request)
 
 

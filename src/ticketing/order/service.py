@@ -67,6 +67,7 @@ def create_order(
     idempotency_key: str | None = None,
 ) -> tuple[Order, list[Any]]:
     """Place an order and hold its stock; the same Idempotency-Key returns the same order."""
+    idempotency_key = idempotency_key or None  # an empty key is no key
     repo = OrderRepository(session, caller.tenant_id)
     if idempotency_key:
         existing = repo.by_idempotency_key(caller.user.id, idempotency_key)
