@@ -92,3 +92,24 @@ def test_admin_listing_needs_operator(client):
     r = client.get("/admin/tenants/default/notifications", headers=CUSTOMER)
     assert r.status_code == 401
     assert client.get("/admin/tenants/default/notifications", headers=OPERATOR).status_code == 200
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/admin/tenants", {"slug": "nul-tenant", "name": "Bad\u0000Name"}),
+    ("/admin/tenants/default/users", {"name": "Eve\u0000", "role": "customer"}),
+    ("/admin/tenants/default/products", {"product_id": 901, "name": "x\u0000y", "price": 1,
+                                         "stock": 1}),
+])
+def test_a_nul_in_free_text_is_422_not_a_database_error(client, path, body):
+    r = client.post(path, headers=OPERATOR, json=body)
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+
+
+def test_a_nul_in_a_gate_name_is_422(client):
+    from tests.factories import STAFF, notify, place_order, txn_id
+
+    order = place_order(client)
+    code = notify(client, order=order, txn=txn_id()).json()["tickets_issued"][0]["ticket_code"]
+    r = client.post(f"/tickets/{code}/redeem", headers=STAFF,
+                    json={"entitlement": "metro", "location": "Gate\u00003"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text

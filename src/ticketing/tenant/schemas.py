@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Free text: PostgreSQL text cannot hold NUL, so a NUL is refused here (422), not at INSERT.
+NO_NUL = r"^[^\x00]+$"
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class TenantIn(BaseModel):
@@ -44,7 +46,7 @@ class UserIn(BaseModel):
 
 
 class MockGatewayIn(BaseModel):
-    secret: str | None = Field(default=None, min_length=1, max_length=256)
+    secret: str | None = Field(default=None, min_length=1, max_length=256, pattern=NO_NUL)
 
 
 class FaultIn(BaseModel):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ticketing.order.schemas import TicketOut
+from ticketing.tenant.schemas import NO_NUL
 
 
 class RedeemIn(BaseModel):
     entitlement: str = Field(pattern=r"^[a-z0-9_-]{1,32}$",
                              description="an entitlement code, e.g. metro")
-    location: str = Field(min_length=1, max_length=100, description="the gate, e.g. Gate 3")
+    location: str = Field(min_length=1, max_length=100, pattern=NO_NUL,
+                          description="the gate, e.g. Gate 3")
     nonce: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
         description="chosen by the scanner; the same nonce again replays the first answer")
