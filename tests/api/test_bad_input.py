@@ -113,3 +113,9 @@ def test_a_nul_in_a_gate_name_is_422(client):
     r = client.post(f"/tickets/{code}/redeem", headers=STAFF,
                     json={"entitlement": "metro", "location": "Gate\u00003"})
     assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+
+
+def test_a_nul_in_a_gate_filter_is_422(client):
+    r = client.get("/admin/tenants/default/redemptions", headers=OPERATOR,
+                   params={"location": "Gate\u00003"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text

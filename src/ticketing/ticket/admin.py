@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
 from ticketing.api.deps import SLUG, DbDep, Operator
+from ticketing.tenant.schemas import NO_NUL
 from ticketing.tenant.service import get_tenant
 from ticketing.ticket import redemption
 from ticketing.ticket.schemas import ScanOut
@@ -21,7 +22,7 @@ def list_redemptions(
     db: DbDep,
     since: Annotated[AwareDatetime | None, Query(description="RFC 3339; scans at or after")] = None,
     until: Annotated[AwareDatetime | None, Query(description="RFC 3339; scans before")] = None,
-    location: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    location: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)] = None,
     product_id: Annotated[int | None, Query(ge=1, le=2**53)] = None,
     accepted: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
