@@ -165,8 +165,8 @@ def run(pg: Postgres, opts: Options) -> dict[str, Any]:
     finally:
         server.stop()
     out["workers"] = {}
-    # 1-4 workers sharing one listening socket, then the same two processes as two
-    # servers with the connections split evenly: what spreading the load would give.
+    # 1-4 workers (each on its own SO_REUSEPORT socket), then two one-worker servers
+    # with the connections split evenly by the load generator, for comparison.
     layouts = [(str(n), [n]) for n in (1, 2, 3, 4)] + [("2 servers x 1 worker, split", [1, 1])]
     for label, workers in layouts:
         servers = [Server(bench.url, n, log_dir() / f"server-workers-{label[0]}-{i}.log").start()
