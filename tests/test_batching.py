@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,3 +86,85 @@ def test_few_requests_one_at_a_time_are_each_handled_alone(n):
     group = GroupCommit("test", 8, work.alone, work.together)
     assert [group.submit(i) for i in range(n)] == [f"alone {i}" for i in range(n)]
     assert work.batches == []
+
+
+async def _gather(group: GroupCommit, values: list[int]) -> dict[int, object]:
+    async def one(n: int) -> object:
+        try:
+            return await group.submit_async(n)
+        except ValueError as exc:
+            return exc
+
+    answers = await asyncio.gather(*(one(n) for n in values))
+    return dict(zip(values, answers, strict=True))
+
+
+def _check_answers(work: Work, answers: dict[int, object], values: list[int]) -> None:
+    batched = {n for batch in work.batches for n in batch}
+    for n in values:
+        if n == 13:
+            assert isinstance(answers[n], ValueError)
+        elif n % 2 == 0 and n in batched:
+            assert answers[n] == f"together {n}"
+        else:
+            assert answers[n] == f"alone {n}"
+    answered_together = {n for n in batched if n % 2 == 0}
+    assert sorted(work.alone_calls) == sorted(set(values) - answered_together)
+
+
+def test_coroutines_wait_on_the_loop_and_each_get_their_own_answer():
+    work = Work()
+    group = GroupCommit("test", 8, work.alone, work.together)
+    values = list(range(60))
+    answers = asyncio.run(_gather(group, values))
+    assert any(len(batch) > 1 for batch in work.batches)  # they did gather
+    assert all(len(batch) <= 8 for batch in work.batches)
+    _check_answers(work, answers, values)
+    assert not group._draining and not group._waiting  # the drain stopped when done
+
+
+def test_a_failed_batch_sends_every_coroutine_to_the_one_at_a_time_path():
+    work = Work(fail_batches=True)
+    group = GroupCommit("test", 8, work.alone, work.together)
+    answers = asyncio.run(_gather(group, list(range(24))))
+    assert any(len(batch) > 1 for batch in work.batches)
+    assert sorted(work.alone_calls) == list(range(24))
+    assert all(answers[n] == f"alone {n}" for n in range(24) if n != 13)
+
+
+def test_threads_and_coroutines_share_one_group_commit():
+    """Batches mix both kinds of caller; whichever takes a batch wakes the others."""
+    work = Work()
+    group = GroupCommit("test", 8, work.alone, work.together)
+    thread_values, loop_values = list(range(0, 40, 2)) + [13], list(range(1, 40, 2))
+    loop_values.remove(13)
+    with ThreadPoolExecutor(len(thread_values)) as pool:
+        def one(n: int) -> object:
+            try:
+                return group.submit(n)
+            except ValueError as exc:
+                return exc
+        threaded = [pool.submit(one, n) for n in thread_values]
+        answers = asyncio.run(_gather(group, loop_values))
+        answers.update({n: f.result() for n, f in zip(thread_values, threaded, strict=True)})
+    _check_answers(work, answers, thread_values + loop_values)
+
+
+def test_a_cancelled_waiter_leaves_the_others_answered():
+    work = Work()
+    group = GroupCommit("test", 8, work.alone, work.together)
+
+    async def main() -> dict[int, object]:
+        gone = asyncio.ensure_future(group.submit_async(100))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client went away; its request is still handled
+        answers = await _gather(group, list(range(20)))
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return answers
+
+    answers = asyncio.run(main())
+    together_100 = 100 in {n for batch in work.batches for n in batch}
+    assert together_100 or work.alone_calls.count(100) == 1  # handled once all the same
+    work.alone_calls = [n for n in work.alone_calls if n != 100]
+    _check_answers(work, answers, list(range(20)))

@@ -13,15 +13,23 @@ running takes every request waiting (up to `max_size`):
 Every request `together` did not answer (it left it out, or the batch failed and
 rolled back whole) is then handled by `alone` in its own thread, as if it had
 arrived by itself. `alone` raising is that request's answer, raised in its own thread.
+
+A coroutine on the event loop calls `submit_async` instead and holds no thread while
+it waits: the first one to find nobody draining hands one pooled thread the work of
+taking batches back to back until none is waiting, and each batch wakes the waiting
+coroutines of an event loop with one call. Thread hand-offs then cost one per batch,
+not two per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import anyio.to_thread
 import structlog
 
 log = structlog.get_logger(component="batching")
@@ -40,6 +48,9 @@ class Entry(Generic[T]):
     answered: bool = False
     result: Any = None
     error: BaseException | None = None
+    # set by submit_async: the event loop and future of the coroutine waiting for it
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
 
 
 class GroupCommit(Generic[T, R]):
@@ -50,8 +61,9 @@ class GroupCommit(Generic[T, R]):
         self.name, self.max_size = name, max_size
         self.alone, self.together = alone, together
         self._waiting: list[Entry[T]] = []
-        self._guard = threading.Lock()  # the waiting list
+        self._guard = threading.Lock()  # the waiting list and `_draining`
         self._turn = threading.Lock()   # one batch at a time
+        self._draining = False          # a thread takes batches for submit_async
 
     def submit(self, value: T) -> R:
         """Handle `value`, in a batch with the requests waiting beside it if there are."""
@@ -62,20 +74,59 @@ class GroupCommit(Generic[T, R]):
             with self._turn:
                 if mine.done:
                     break
-                with self._guard:
-                    batch = self._waiting[: self.max_size]
-                    del self._waiting[: self.max_size]
-                if len(batch) == 1:  # alone: handled now, while the next ones gather
-                    self._handle_alone(batch[0])
-                elif batch:
-                    self._handle_together(batch)
-                for entry in batch:
-                    entry.done = True
+                self._handle_waiting()
         if mine.error is not None:
             raise mine.error
         if mine.answered:
             return mine.result  # type: ignore[no-any-return]
         return self.alone(value)
+
+    async def submit_async(self, value: T) -> R:
+        """`submit` for a coroutine: waits on the event loop, not in a thread."""
+        loop = asyncio.get_running_loop()
+        mine: Entry[T] = Entry(value, loop=loop, future=loop.create_future())
+        with self._guard:
+            self._waiting.append(mine)
+            start, self._draining = not self._draining, True
+        if start:
+            loop.run_in_executor(None, self._drain)
+        assert mine.future is not None
+        await mine.future
+        if mine.error is not None:
+            raise mine.error
+        if mine.answered:
+            return mine.result  # type: ignore[no-any-return]
+        return await anyio.to_thread.run_sync(self.alone, value)
+
+    def _drain(self) -> None:
+        """Take batches back to back until nobody waits (the thread of submit_async)."""
+        try:
+            while True:
+                with self._turn:
+                    with self._guard:
+                        if not self._waiting:
+                            self._draining = False
+                            return
+                    self._handle_waiting()
+        except BaseException:  # never leave later requests waiting for a drain that died
+            with self._guard:
+                self._draining = False
+            raise
+
+    def _handle_waiting(self) -> None:
+        """Take what waits (up to max_size) and handle it; the caller holds `_turn`."""
+        with self._guard:
+            batch = self._waiting[: self.max_size]
+            del self._waiting[: self.max_size]
+        try:
+            if len(batch) == 1:  # alone: handled now, while the next ones gather
+                self._handle_alone(batch[0])
+            elif batch:
+                self._handle_together(batch)
+        finally:  # unanswered entries go to `alone` in their own thread
+            for entry in batch:
+                entry.done = True
+            _wake([entry for entry in batch if entry.future is not None])
 
     def _handle_alone(self, entry: Entry[T]) -> None:
         with structlog.contextvars.bound_contextvars(**entry.context):
@@ -94,3 +145,22 @@ class GroupCommit(Generic[T, R]):
             batch[index].result, batch[index].answered = result, True
         if answers:
             log.info("batch.applied", kind=self.name, size=len(batch), applied=len(answers))
+
+
+def _wake(entries: list[Entry[Any]]) -> None:
+    """Resume the coroutines waiting for these entries: one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for entry in entries:
+        assert entry.loop is not None and entry.future is not None
+        by_loop.setdefault(entry.loop, []).append(entry.future)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futures)
+        except RuntimeError:  # that loop has closed: nobody waits there any more
+            pass
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled waiter (client gone) needs no answer
+            future.set_result(None)

@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from sqlalchemy.orm import Session
 
@@ -93,15 +94,16 @@ _batchers: weakref.WeakKeyDictionary[Database, GroupCommit[OrderRequest, dict[st
 _made = threading.Lock()
 
 
-def place(db: Database, ttl_seconds: int, max_size: int, req: OrderRequest) -> dict[str, Any]:
+async def place(db: Database, ttl_seconds: int, max_size: int,
+                req: OrderRequest) -> dict[str, Any]:
     """Place an order, in a batch with concurrent ones when `max_size` > 1."""
     if max_size <= 1 or req.idempotency_key:
-        return place_alone(db, ttl_seconds, req)
+        return await anyio.to_thread.run_sync(place_alone, db, ttl_seconds, req)
     batcher = _batchers.get(db)
     if batcher is None:
         with _made:
             batcher = _batchers.setdefault(db, _batcher(db, ttl_seconds, max_size))
-    return batcher.submit(req)
+    return await batcher.submit_async(req)
 
 
 def _batcher(db: Database, ttl_seconds: int,

@@ -19,14 +19,14 @@ Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
 
 @router.post("/orders", response_model=OrderOut)
-def create_order(
+async def create_order(
     body: OrderIn, db: DbDep, settings: SettingsDep, tenant: TenantDep, token: TokenDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> dict[str, Any]:
     """Place an order and hold its stock until it is paid or expires."""
     request = batch.OrderRequest(tenant, token, [i.model_dump() for i in body.items],
                                  idempotency_key or None)  # an empty key is no key
-    return batch.place(db, settings.order_ttl_seconds, settings.batch_max, request)
+    return await batch.place(db, settings.order_ttl_seconds, settings.batch_max, request)
 
 
 @router.get("/orders/{order_id}", response_model=OrderDetailOut)

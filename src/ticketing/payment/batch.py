@@ -27,6 +27,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from sqlalchemy.orm import Session
 
@@ -173,12 +174,13 @@ def _batcher(db: Database, max_size: int) -> GroupCommit[MockNotification, Notif
     return GroupCommit("notification", max_size, alone, together)
 
 
-def notify_mock(db: Database, max_size: int, slug: str, raw: bytes, headers: Any) -> NotifyResult:
+async def notify_mock(db: Database, max_size: int, slug: str, raw: bytes,
+                      headers: Any) -> NotifyResult:
     """`flows.notify_mock`, batched with concurrent notifications when `max_size` > 1."""
     if max_size <= 1:
-        return flows.notify_mock(db, slug, raw, headers)
+        return await anyio.to_thread.run_sync(flows.notify_mock, db, slug, raw, headers)
     batcher = _batchers.get(db)
     if batcher is None:
         with _made:
             batcher = _batchers.setdefault(db, _batcher(db, max_size))
-    return batcher.submit(MockNotification(slug, raw, headers))
+    return await batcher.submit_async(MockNotification(slug, raw, headers))

@@ -29,8 +29,7 @@ async def mock_notify(request: Request, db: DbDep, settings: SettingsDep,
                       tenant: TenantDep) -> JSONResponse:
     """A mock-gateway payment notification; duplicates are answered as the first time."""
     raw = await request.body()
-    result = await run_in_threadpool(batch.notify_mock, db, settings.batch_max, tenant,
-                                     raw, request.headers)
+    result = await batch.notify_mock(db, settings.batch_max, tenant, raw, request.headers)
     return JSONResponse(result.body, status_code=result.http_status)
 
 
