@@ -23,9 +23,9 @@ from ticketing.kit.batching import Entry
 from ticketing.payment.batch import MockNotification, apply_batch
 
 
-def _waiting(body: dict | bytes) -> Entry[MockNotification]:
+def _waiting(body: dict | bytes, tenant: str = "default") -> Entry[MockNotification]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Entry(MockNotification("default", raw, {"content-type": "application/json"}),
+    return Entry(MockNotification(tenant, raw, {"content-type": "application/json"}),
                  context={"request_id": "req"})
 
 
@@ -86,6 +86,34 @@ def test_a_batch_applies_the_common_case_and_leaves_the_rest_to_the_single_path(
     assert sorted(n["outcome"] for n in kept) == ["needs_refund", "processed"]
     # kept with the request id of the request that brought it, not of the batch's runner
     assert [n["request_id"] for n in kept if n["outcome"] == "processed"] == ["req"]
+    assert violations(db) == []
+
+
+def test_a_batch_spanning_tenants_applies_each_to_its_own_orders(client, db):
+    """Orders are locked and read tenant by tenant; a tenant never reaches another's order."""
+    client.post("/admin/tenants", headers=OPERATOR, json={"slug": "acme", "name": "Acme"})
+    client.post("/admin/tenants/acme/products", headers=OPERATOR, json={
+        "product_id": 101, "name": "Acme Pass", "price": 700, "stock": 10,
+        "entitlements": [{"code": "tram", "name": "Tram", "uses": 1}]})
+    client.post("/admin/tenants/acme/users", headers=OPERATOR,
+                json={"name": "Ann", "role": "customer", "token": "acme-ann"})
+    acme = {"Authorization": "Bearer acme-ann", "X-Tenant-ID": "acme"}
+    ours = [place_order(client) for _ in range(2)]
+    theirs = [place_order(client, headers=acme, items=[(101, 2)]) for _ in range(2)]
+    shared = txn_id()  # the same gateway id in two tenants: two transactions
+    batch = [_waiting(_success(ours[0], shared)), _waiting(_success(theirs[0], shared), "acme"),
+             _waiting(_success(theirs[1], txn_id()), "acme"),
+             _waiting(_success(ours[1], txn_id()), "acme")]  # names default's order
+    with db.transaction() as session:
+        results = apply_batch(session, batch)
+    assert sorted(results) == [0, 1, 2]
+    assert [len(results[i].body["tickets_issued"]) for i in range(3)] == [1, 2, 2]
+    alone = flows.notify_mock(db, "acme", batch[3].value.raw, batch[3].value.headers)
+    assert (alone.http_status, alone.outcome) == (404, "not_found")
+    assert client.get(f"/orders/{ours[1]['order_id']}", headers=CUSTOMER).json()["status"] == "PENDING"
+    for order in theirs:
+        assert client.get(f"/orders/{order['order_id']}", headers=acme).json()["status"] == "PAID"
+    assert product(client, 101, "acme")["sold"] == 4
     assert violations(db) == []
 
 

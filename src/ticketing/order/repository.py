@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, tuple_, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import run
+from ticketing.kit.sql import PerDialect, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -39,6 +39,23 @@ _MOVE = update(_PRODUCTS).where(_PRODUCT_ROW).values(
     reserved=_PRODUCTS.c.reserved + bindparam("d_reserved"),
     stock=_PRODUCTS.c.stock + bindparam("d_stock"), sold=_PRODUCTS.c.sold + bindparam("d_sold"))
 _SET_STATE: dict[tuple[str, ...], Any] = {}
+# Several orders of one tenant, locked in id order (see lock_many), and their items.
+_LOCK_MANY = PerDialect(lambda in_list: (
+    select(*_ORDERS.c)
+    .where(_ORDERS.c.tenant_id == _TENANT, in_list(_ORDERS.c.id, "order_ids"))
+    .order_by(_ORDERS.c.id).with_for_update(key_share=True)))
+_ITEMS_MANY = PerDialect(lambda in_list: (
+    select(*_ITEMS.c)
+    .where(_ITEMS.c.tenant_id == _TENANT, in_list(_ITEMS.c.order_id, "order_ids"))
+    .order_by(_ITEMS.c.id)))
+
+
+def by_tenant(keys: list[tuple[int, Any]]) -> list[tuple[int, list[Any]]]:
+    """(tenant, rest) keys grouped by tenant, tenants and each one's values sorted."""
+    groups: dict[int, set[Any]] = {}
+    for tenant_id, rest in keys:
+        groups.setdefault(tenant_id, set()).add(rest)
+    return [(tenant_id, sorted(groups[tenant_id])) for tenant_id in sorted(groups)]
 
 
 def _set_state_stmt(keys: tuple[str, ...]) -> Any:
@@ -57,20 +74,26 @@ class OrderRepository(TenantRepository):
 
     @staticmethod
     def lock_many(session: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], Row[Any]]:
-        """Lock the orders named by (tenant, order id), in id order (no deadlocks); rows."""
-        stmt = (select(*_ORDERS.c)
-                .where(tuple_(_ORDERS.c.tenant_id, _ORDERS.c.id).in_(keys))
-                .order_by(_ORDERS.c.id).with_for_update(key_share=True))
-        return {(row.tenant_id, row.id): row for row in run(session, stmt)}
+        """Lock the orders named by (tenant, order id); rows.
+
+        Locks are taken tenant by tenant, each tenant's in id order: every path that
+        locks several orders does it in this one order, so two batches never deadlock.
+        """
+        locked = {}
+        for tenant_id, order_ids in by_tenant(keys):
+            params = {"tenant_id": tenant_id, "order_ids": order_ids}
+            for row in _LOCK_MANY.run(session, params):
+                locked[(row.tenant_id, row.id)] = row
+        return locked
 
     @staticmethod
     def items_many(session: Session, keys: list[tuple[int, int]]) -> dict[int, list[Row[Any]]]:
         """The items of several orders named by (tenant, order id), by order id."""
-        stmt = (select(*_ITEMS.c).where(tuple_(_ITEMS.c.tenant_id, _ITEMS.c.order_id).in_(keys))
-                .order_by(_ITEMS.c.id))
         items: dict[int, list[Row[Any]]] = {}
-        for row in run(session, stmt):
-            items.setdefault(row.order_id, []).append(row)
+        for tenant_id, order_ids in by_tenant(keys):
+            params = {"tenant_id": tenant_id, "order_ids": order_ids}
+            for row in _ITEMS_MANY.run(session, params):
+                items.setdefault(row.order_id, []).append(row)
         return items
 
     @staticmethod

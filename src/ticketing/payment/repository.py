@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, tuple_
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import run
+from ticketing.kit.sql import PerDialect, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
 
@@ -16,6 +16,9 @@ _TXN = select(*_TXNS.c).where(
     _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway"),
     _TXNS.c.gateway_txn_id == bindparam("gateway_txn_id"))
 _ADD_TXN = insert(_TXNS)
+_RECORDED = PerDialect(lambda in_list: select(_TXNS.c.gateway_txn_id).where(
+    _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway"),
+    in_list(_TXNS.c.gateway_txn_id, "gateway_txn_ids")))
 
 
 class PaymentRepository(TenantRepository):
@@ -29,9 +32,14 @@ class PaymentRepository(TenantRepository):
     @staticmethod
     def txns_by_key(session: Session, keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
         """Which of these (tenant, gateway, gateway txn id) are already recorded."""
-        stmt = select(_TXNS.c.tenant_id, _TXNS.c.gateway, _TXNS.c.gateway_txn_id).where(
-            tuple_(_TXNS.c.tenant_id, _TXNS.c.gateway, _TXNS.c.gateway_txn_id).in_(keys))
-        return {(row[0], row[1], row[2]) for row in run(session, stmt)}
+        groups: dict[tuple[int, str], list[str]] = {}
+        for tenant_id, gateway, txn_id in keys:
+            groups.setdefault((tenant_id, gateway), []).append(txn_id)
+        recorded = set()
+        for (tenant_id, gateway), txn_ids in sorted(groups.items()):
+            params = {"tenant_id": tenant_id, "gateway": gateway, "gateway_txn_ids": txn_ids}
+            recorded.update((tenant_id, gateway, row[0]) for row in _RECORDED.run(session, params))
+        return recorded
 
     @staticmethod
     def add_txns(session: Session, rows: list[dict[str, Any]]) -> None:

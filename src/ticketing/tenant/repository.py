@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import run
+from ticketing.kit.sql import PerDialect, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant, User
 
@@ -16,12 +16,11 @@ from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant,
 _USERS, _PRODUCTS, _GATEWAYS = User.__table__, Product.__table__, GatewayConfig.__table__
 _USER_BY_TOKEN = select(*_USERS.c).where(_USERS.c.tenant_id == bindparam("tenant_id"),
                                          _USERS.c.token_hash == bindparam("token_hash"))
-_USERS_BY_TOKENS = select(*_USERS.c).where(
-    _USERS.c.tenant_id == bindparam("tenant_id"),
-    _USERS.c.token_hash.in_(bindparam("token_hashes", expanding=True)))
-_PRODUCTS_BY_ID = select(*_PRODUCTS.c).where(
+_USERS_BY_TOKENS = PerDialect(lambda in_list: select(*_USERS.c).where(
+    _USERS.c.tenant_id == bindparam("tenant_id"), in_list(_USERS.c.token_hash, "token_hashes")))
+_PRODUCTS_BY_ID = PerDialect(lambda in_list: select(*_PRODUCTS.c).where(
     _PRODUCTS.c.tenant_id == bindparam("tenant_id"),
-    _PRODUCTS.c.product_id.in_(bindparam("product_ids", expanding=True)))
+    in_list(_PRODUCTS.c.product_id, "product_ids")))
 _GATEWAY = select(*_GATEWAYS.c).where(_GATEWAYS.c.tenant_id == bindparam("tenant_id"),
                                       _GATEWAYS.c.gateway == bindparam("gateway"))
 
@@ -48,12 +47,12 @@ class TenantData(TenantRepository):
     def users_by_token_hashes(self, token_hashes: set[str]) -> dict[str, Row[Any]]:
         """The users holding these tokens (read-only rows), by token hash."""
         params = {"tenant_id": self.tenant_id, "token_hashes": sorted(token_hashes)}
-        return {row.token_hash: row for row in run(self.session, _USERS_BY_TOKENS, params)}
+        return {row.token_hash: row for row in _USERS_BY_TOKENS.run(self.session, params)}
 
     def products(self, product_ids: list[int]) -> list[Row[Any]]:
         """The products with these ids (read-only rows)."""
         params = {"tenant_id": self.tenant_id, "product_ids": product_ids}
-        return list(run(self.session, _PRODUCTS_BY_ID, params))
+        return list(_PRODUCTS_BY_ID.run(self.session, params))
 
     def entitlements(self, product_pks: list[int]) -> list[ProductEntitlement]:
         stmt = (
