@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import PerDialect, run
+from ticketing.kit.sql import ListLookup, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
 
@@ -16,9 +16,9 @@ _TXN = select(*_TXNS.c).where(
     _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway"),
     _TXNS.c.gateway_txn_id == bindparam("gateway_txn_id"))
 _ADD_TXN = insert(_TXNS)
-_RECORDED = PerDialect(lambda in_list: select(_TXNS.c.gateway_txn_id).where(
-    _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway"),
-    in_list(_TXNS.c.gateway_txn_id, "gateway_txn_ids")))
+_RECORDED = ListLookup(select(_TXNS.c.gateway_txn_id).where(
+    _TXNS.c.tenant_id == bindparam("tenant_id"), _TXNS.c.gateway == bindparam("gateway")),
+    _TXNS.c.gateway_txn_id, "gateway_txn_ids")
 
 
 class PaymentRepository(TenantRepository):

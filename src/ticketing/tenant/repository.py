@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import PerDialect, run
+from ticketing.kit.sql import ListLookup, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant, User
 
@@ -16,11 +16,11 @@ from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant,
 _USERS, _PRODUCTS, _GATEWAYS = User.__table__, Product.__table__, GatewayConfig.__table__
 _USER_BY_TOKEN = select(*_USERS.c).where(_USERS.c.tenant_id == bindparam("tenant_id"),
                                          _USERS.c.token_hash == bindparam("token_hash"))
-_USERS_BY_TOKENS = PerDialect(lambda in_list: select(*_USERS.c).where(
-    _USERS.c.tenant_id == bindparam("tenant_id"), in_list(_USERS.c.token_hash, "token_hashes")))
-_PRODUCTS_BY_ID = PerDialect(lambda in_list: select(*_PRODUCTS.c).where(
-    _PRODUCTS.c.tenant_id == bindparam("tenant_id"),
-    in_list(_PRODUCTS.c.product_id, "product_ids")))
+_USERS_BY_TOKENS = ListLookup(select(*_USERS.c).where(_USERS.c.tenant_id == bindparam("tenant_id")),
+                              _USERS.c.token_hash, "token_hashes")
+_PRODUCTS_BY_ID = ListLookup(
+    select(*_PRODUCTS.c).where(_PRODUCTS.c.tenant_id == bindparam("tenant_id")),
+    _PRODUCTS.c.product_id, "product_ids")
 _GATEWAY = select(*_GATEWAYS.c).where(_GATEWAYS.c.tenant_id == bindparam("tenant_id"),
                                       _GATEWAYS.c.gateway == bindparam("gateway"))
 
