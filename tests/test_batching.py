@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import structlog
 
 from ticketing.kit.batching import Entry, GroupCommit
 
@@ -168,3 +169,33 @@ def test_a_cancelled_waiter_leaves_the_others_answered():
     assert together_100 or work.alone_calls.count(100) == 1  # handled once all the same
     work.alone_calls = [n for n in work.alone_calls if n != 100]
     _check_answers(work, answers, list(range(20)))
+
+
+def test_what_one_request_binds_never_reaches_the_log_context_of_the_next():
+    """Handling binds ids (tenant, order, notification) for its log lines; the thread
+    that drains batches must not carry them to the requests it handles after."""
+    seen: list[dict] = []
+
+    def alone(n: int) -> str:
+        seen.append(structlog.contextvars.get_contextvars())
+        structlog.contextvars.bind_contextvars(order_id=n)  # as the payment path does
+        return f"alone {n}"
+
+    def together(batch: list[Entry[int]]) -> dict[int, str]:
+        seen.append(structlog.contextvars.get_contextvars())
+        structlog.contextvars.bind_contextvars(order_id=-1)
+        time.sleep(0.005)
+        return {i: "together" for i in range(len(batch))}
+
+    group = GroupCommit("test", 4, alone, together)
+
+    async def main() -> None:
+        for n in range(3):  # one at a time: each handled alone by the draining thread
+            structlog.contextvars.bind_contextvars(request_id=f"r{n}")
+            assert await group.submit_async(n) == f"alone {n}"
+        structlog.contextvars.bind_contextvars(request_id="burst")
+        await asyncio.gather(*(group.submit_async(n) for n in range(10)))
+
+    asyncio.run(main())
+    assert seen[:3] == [{"request_id": f"r{n}"} for n in range(3)]
+    assert all("order_id" not in context for context in seen), seen

@@ -24,6 +24,7 @@ not two per request.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,13 +130,21 @@ class GroupCommit(Generic[T, R]):
             _wake([entry for entry in batch if entry.future is not None])
 
     def _handle_alone(self, entry: Entry[T]) -> None:
-        with structlog.contextvars.bound_contextvars(**entry.context):
-            try:
-                entry.result, entry.answered = self.alone(entry.value), True
-            except Exception as exc:  # the answer of that request, raised in its thread
-                entry.error = exc
+        # A context of its own: what handling binds (tenant, order, notification ids)
+        # must not reach the log lines of whatever this thread handles next.
+        contextvars.Context().run(self._alone_in_context, entry)
+
+    def _alone_in_context(self, entry: Entry[T]) -> None:
+        structlog.contextvars.bind_contextvars(**entry.context)
+        try:
+            entry.result, entry.answered = self.alone(entry.value), True
+        except Exception as exc:  # the answer of that request, raised in its thread
+            entry.error = exc
 
     def _handle_together(self, batch: list[Entry[T]]) -> None:
+        contextvars.Context().run(self._together_in_context, batch)
+
+    def _together_in_context(self, batch: list[Entry[T]]) -> None:
         try:
             answers = self.together(batch)
         except Exception:  # rolled back whole; each is handled alone
