@@ -88,16 +88,21 @@ def item_tickets() -> Select[Any]:
     """Items with live tickets outside their units, or of a PAID order without one per unit.
 
     `order_status` is NULL when the item's order is missing.
+
+    Tickets are joined by `order_item_id` alone, and another tenant's tickets are left
+    out of the counts instead: an equality on `tenant_id` in the join would let SQLite
+    look the tickets up by `ix_tickets_order`'s `tenant_id` (one tenant: every ticket)
+    for each item instead of by the `(order_item_id, unit_index)` key, a nested scan.
     """
-    misplaced = _count_if(and_(Ticket.id.is_not(None),
+    same_tenant = _same_tenant(Ticket, OrderItem)  # false when the item has no live ticket
+    misplaced = _count_if(and_(same_tenant,
                                or_(Ticket.unit_index < 0, Ticket.unit_index >= OrderItem.quantity,
                                    Ticket.order_id != OrderItem.order_id))).label("misplaced")
-    live = func.count(Ticket.id).label("live")
+    live = func.count(case((same_tenant, Ticket.id))).label("live")
     return (select(OrderItem.tenant_id, OrderItem.order_id, OrderItem.id, OrderItem.quantity,
                    Order.status.label("order_status"), live, misplaced)
             .outerjoin(Order, and_(Order.id == OrderItem.order_id, _same_tenant(Order, OrderItem)))
-            .outerjoin(Ticket, and_(Ticket.order_item_id == OrderItem.id,
-                                    _same_tenant(Ticket, OrderItem), Ticket.status != "VOID"))
+            .outerjoin(Ticket, and_(Ticket.order_item_id == OrderItem.id, Ticket.status != "VOID"))
             .group_by(OrderItem.tenant_id, OrderItem.order_id, OrderItem.id, OrderItem.quantity,
                       Order.status)
             .having(or_(misplaced > 0, and_(Order.status == "PAID", live != OrderItem.quantity)))
