@@ -1,7 +1,7 @@
 """`--history`: does a notification cost more when a million orders came before it?
 
 Two databases differ only in history: 1,000 and 1,000,000 paid orders, bulk-loaded in
-SQL with everything the service would have written for them (items, tickets and
+SQL with everything the service would have written for them (items, tickets with
 their entitlements, payment transactions, notifications, order events, stock
 counters), then vacuumed and analysed like a database that has been running. The
 same server configuration runs orders and notifications on each, alternating, and
@@ -52,16 +52,23 @@ LOAD = [
        SELECT %(i)s + (h.g - 1) * 3 + s.j, %(t)s, h.order_id, s.product_pk, s.product_id,
               s.name, 1, s.price, s.price
        FROM h JOIN shape s USING (k)""",
+    # What issuance copies onto each ticket: the product's entitlements in its order.
+    """CREATE TEMP TABLE ents ON COMMIT DROP AS
+       SELECT s.product_pk,
+              coalesce(json_agg(json_build_object('code', e.code, 'name', e.name,
+                                                  'uses_total', e.uses, 'uses_left', e.uses)
+                                ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '[]') AS list,
+              coalesce(sum(e.uses), 0) AS uses_left
+       FROM (SELECT DISTINCT product_pk FROM shape) AS s
+            LEFT JOIN product_entitlements e ON e.product_pk = s.product_pk
+       GROUP BY s.product_pk""",
     # '0' is not in the ticket-code alphabet: no history code can equal a real one.
     """INSERT INTO tickets (id, tenant_id, order_id, order_item_id, unit_index, user_id,
-           ticket_code, product_id, product_name, status, issued_at)
+           ticket_code, product_id, product_name, status, issued_at, entitlements, uses_left)
        SELECT %(k)s + (h.g - 1) * 3 + s.j, %(t)s, h.order_id, %(i)s + (h.g - 1) * 3 + s.j, 0,
               h.user_id, 'TKT-0' || lpad(((h.g - 1) * 3 + s.j)::text, 15, '0'),
-              s.product_id, s.name, 'ACTIVE', h.at + interval '30 s'
-       FROM h JOIN shape s USING (k)""",
-    """INSERT INTO ticket_entitlements (tenant_id, ticket_id, code, name, uses_total, uses_left)
-       SELECT %(t)s, %(k)s + (h.g - 1) * 3 + s.j, e.code, e.name, e.uses, e.uses
-       FROM h JOIN shape s USING (k) JOIN product_entitlements e ON e.product_pk = s.product_pk""",
+              s.product_id, s.name, 'ACTIVE', h.at + interval '30 s', ents.list, ents.uses_left
+       FROM h JOIN shape s USING (k) JOIN ents USING (product_pk)""",
     """INSERT INTO payment_transactions (tenant_id, gateway, gateway_txn_id, order_id, amount,
            status, outcome, applied, refunded, response, created_at)
        SELECT %(t)s, 'mock', 'HIST-' || h.g, h.order_id, total.amount, 'SUCCESS', 'processed',
@@ -87,8 +94,8 @@ LOAD = [
        WHERE p.id = c.product_pk""",
 ]
 SEQUENCES = ("orders", "order_items", "tickets")
-MAINTAIN = ("orders", "order_items", "tickets", "ticket_entitlements", "payment_transactions",
-            "notifications", "order_events", "products")
+MAINTAIN = ("orders", "order_items", "tickets", "payment_transactions", "notifications",
+            "order_events", "products")
 
 # The lookups a notification makes, with the index each must use whatever the history.
 PLANS = {
@@ -97,8 +104,10 @@ PLANS = {
                                     "AND gateway = 'mock' AND gateway_txn_id = 'HIST-7'",
     "items of the order": "SELECT * FROM order_items WHERE tenant_id = %(t)s "
                           "AND order_id = %(o)s ORDER BY id",
-    "entitlements to copy": "SELECT * FROM product_entitlements WHERE tenant_id = %(t)s "
-                            "AND product_pk IN (1, 2, 3) ORDER BY product_pk, id",
+    "entitlements to copy": "SELECT found.* FROM unnest(ARRAY[1, 2, 3]::bigint[]) AS k(value) "
+                            "CROSS JOIN LATERAL (SELECT * FROM product_entitlements "
+                            "WHERE tenant_id = %(t)s AND product_pk = k.value OFFSET 0) AS found "
+                            "ORDER BY found.id",
     "a buyer's tickets, newest first": "SELECT * FROM tickets WHERE tenant_id = %(t)s "
                                        "AND user_id = %(u)s ORDER BY id DESC LIMIT 200",
     "orders due to expire": "SELECT tenant_id, id FROM orders WHERE status = 'PENDING' "

@@ -3,7 +3,8 @@
 - `payment_transactions`: UNIQUE (tenant, gateway, gateway transaction id): a gateway
   transaction is applied at most once, whatever the code above does; and a partial
   unique index allows one applied successful payment per order.
-- `tickets`: UNIQUE (order item, unit index): each unit bought has one ticket slot.
+- `tickets`: UNIQUE (order item, unit index): each unit bought has one ticket slot;
+  a CHECK keeps a ticket's uses left from going negative.
 - `products`: CHECKs keep stock, reservations and sales from going negative.
 
 Every tenant-owned table carries `tenant_id` and its indexes lead with it, so the
@@ -214,11 +215,21 @@ class OrderEvent(Base):
 
 
 class Ticket(Base):
+    """One unit bought. It carries its own copy of the product's entitlements.
+
+    `entitlements` is the product's list as it was when the ticket was issued, in the
+    product's order: [{"code", "name", "uses_total", "uses_left"}, ...]; changing the
+    product later changes no ticket already sold. `uses_left` is their uses left in
+    total: a scan takes one use by rewriting both under the row lock, compare-and-set
+    on `uses_left`, and the CHECK keeps it from going below zero.
+    """
+
     __tablename__ = "tickets"
     __table_args__ = (
         UniqueConstraint("order_item_id", "unit_index"),
         Index("ix_tickets_tenant_user", "tenant_id", "user_id", "id"),
         Index("ix_tickets_order", "tenant_id", "order_id"),
+        CheckConstraint("uses_left >= 0", name="ck_tickets_uses_left"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -233,22 +244,8 @@ class Ticket(Base):
     status: Mapped[str] = mapped_column(String(16))
     issued_at: Mapped[datetime]
     voided_at: Mapped[datetime | None]
-
-
-class TicketEntitlement(Base):
-    __tablename__ = "ticket_entitlements"
-    __table_args__ = (
-        UniqueConstraint("ticket_id", "code"),
-        CheckConstraint("uses_left >= 0 AND uses_left <= uses_total", name="ck_te_uses"),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(Id)  # no FK: see HOT_PARENTS
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    code: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(200))
-    uses_total: Mapped[int] = mapped_column(Integer)
-    uses_left: Mapped[int] = mapped_column(Integer)
+    entitlements: Mapped[list[dict[str, Any]]] = mapped_column(JSON, server_default=text("'[]'"))
+    uses_left: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class PaymentTransaction(Base):
@@ -354,7 +351,6 @@ class Redemption(Base):
     # NULL when the scanned code names no ticket of this tenant.
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     ticket_code: Mapped[str] = mapped_column(String(64))
-    entitlement_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_entitlements.id"))
     entitlement: Mapped[str] = mapped_column(String(32))
     location: Mapped[str] = mapped_column(String(100))
     staff_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -26,7 +26,6 @@ from ticketing.models import (
     Product,
     Refund,
     Ticket,
-    TicketEntitlement,
 )
 
 BODY_TIMEOUT = 1.0
@@ -67,8 +66,9 @@ def _books(db: Database) -> dict[str, int]:
     """Row counts of everything a request could change."""
     with db.transaction(readonly=True) as session:
         counts = {m.__tablename__: session.scalar(sql_select(func.count()).select_from(m))
-                  for m in (Order, Ticket, TicketEntitlement, PaymentTransaction, Refund, Notification)}
+                  for m in (Order, Ticket, PaymentTransaction, Refund, Notification)}
         counts["stock"] = session.scalar(sql_select(func.sum(Product.stock + Product.reserved)))
+        counts["uses_left"] = session.scalar(sql_select(func.sum(Ticket.uses_left)))
     return counts
 
 

@@ -189,8 +189,8 @@ def unknown_notification_outcomes(known: tuple[str, ...]) -> Select[Any]:
 
 
 # Tables whose rows name their tenant without a foreign key (migration 0003).
-UNCHECKED_TENANT = ("orders", "order_items", "order_events", "tickets", "ticket_entitlements",
-                    "payment_transactions", "refunds", "notifications", "redemptions")
+UNCHECKED_TENANT = ("orders", "order_items", "order_events", "tickets", "payment_transactions",
+                    "refunds", "notifications", "redemptions")
 
 
 def dangling_references() -> CompoundSelect:

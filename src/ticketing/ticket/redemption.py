@@ -1,7 +1,9 @@
 """Redeeming tickets at the gate: one use per scan, every scan on record.
 
 A scan locks its ticket row (SELECT … FOR UPDATE; SQLite's BEGIN IMMEDIATE does the
-same for the whole database), re-checks state, and takes one use with a compare-and-set.
+same for the whole database), re-checks state, and takes one use with a compare-and-set:
+the ticket's entitlements (a JSON list on its row) are rewritten with one use fewer, in
+an UPDATE that also matches the uses left in total and the status it read.
 A refused scan is recorded in the same transaction, which changed nothing else and is
 committed before the refusal is raised, so the operator sees it even though the
 scanner got a 4xx.
@@ -71,24 +73,23 @@ def redeem(session: Session, caller: Caller, scan: Scan, when: datetime) -> Scan
     if ticket.status == "VOID":
         return _refuse(session, caller, scan, ticket, when,
                        Conflict("Ticket is void (refunded)", code="ticket_void"))
-    ent = tickets.entitlement(ticket.id, scan.entitlement)
+    ents = ticket.entitlements
+    ent = next((e for e in ents if e["code"] == scan.entitlement), None)
     if ent is None:
         return _refuse(session, caller, scan, ticket, when, NotFound(
             "This ticket has no such entitlement", code="entitlement_not_found"))
-    left = ent.uses_left - 1  # read before the update, which refreshes `ent`
-    if left < 0 or not tickets.use_once(ent.id, ent.uses_left):
+    left = ent["uses_left"] - 1
+    taken = [{**e, "uses_left": left} if e is ent else e for e in ents]
+    if left < 0 or not tickets.take_one_use(ticket, taken):
         return _refuse(session, caller, scan, ticket, when, Conflict(
-            "Entitlement already used up", code="entitlement_used_up"), entitlement_id=ent.id)
+            "Entitlement already used up", code="entitlement_used_up"))
+    status = "REDEEMED" if ticket.uses_left == 1 else ticket.status
     redemption_id = RedemptionRepository(session, caller.tenant_id).add(
-        ticket_id=ticket.id, ticket_code=ticket.ticket_code, entitlement_id=ent.id,
-        entitlement=ent.code, location=scan.location, staff_user_id=caller.user.id,
-        accepted=True, reason=None, uses_left=left, nonce=scan.nonce,
-        redeemed_at=when)
-    status = ticket.status
-    if tickets.uses_left_in_total(ticket.id) == 0 and tickets.mark_redeemed(ticket.id):
-        status = "REDEEMED"
+        ticket_id=ticket.id, ticket_code=ticket.ticket_code, entitlement=ent["code"],
+        location=scan.location, staff_user_id=caller.user.id, accepted=True, reason=None,
+        uses_left=left, nonce=scan.nonce, redeemed_at=when)
     log.info("ticket.redeemed", tenant_id=caller.tenant_id, order_id=ticket.order_id,
-             ticket_id=ticket.id, entitlement=ent.code, location=scan.location,
+             ticket_id=ticket.id, entitlement=ent["code"], location=scan.location,
              staff_user_id=caller.user.id, uses_left=left, ticket_status=status)
     return ScanResult(answer=_answer(session, caller, ticket.ticket_code, redemption_id, status,
                                      replayed=False))
@@ -102,11 +103,11 @@ def _answer(session: Session, caller: Caller, code: str, redemption_id: int, sta
 
 
 def _refuse(session: Session, caller: Caller, scan: Scan, ticket: Ticket | None,
-            when: datetime, error: TicketingError, entitlement_id: int | None = None) -> ScanResult:
+            when: datetime, error: TicketingError) -> ScanResult:
     """Keep the refused scan; the nonce is kept too (only accepted scans are unique on it)."""
     RedemptionRepository(session, caller.tenant_id).add(
         ticket_id=ticket.id if ticket else None, ticket_code=scan.ticket_code[:64],
-        entitlement_id=entitlement_id, entitlement=scan.entitlement, location=scan.location,
+        entitlement=scan.entitlement, location=scan.location,
         staff_user_id=caller.user.id, accepted=False, reason=error.code, uses_left=None,
         nonce=scan.nonce, redeemed_at=when)
     log.info("ticket.scan_refused", tenant_id=caller.tenant_id,

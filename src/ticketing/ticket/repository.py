@@ -1,42 +1,46 @@
-"""Storage of tickets, their entitlements, their redemptions and the keys that sign them."""
+"""Storage of tickets (with their entitlements), their redemptions and the keys that sign them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, insert, select, tuple_
+from sqlalchemy import Row, Select, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import insert_ignoring_conflict, run
+from ticketing.kit.sql import ListLookup, insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
-    OrderItem,
     ProductEntitlement,
     Redemption,
     Ticket,
-    TicketEntitlement,
     TicketSigningKey,
     User,
 )
 
 
-_TICKETS, _TICKET_ENTS = Ticket.__table__, TicketEntitlement.__table__
+_TICKETS, _PRODUCT_ENTS = Ticket.__table__, ProductEntitlement.__table__
 _REDEMPTIONS, _USERS = Redemption.__table__, User.__table__
 _TENANT = bindparam("tenant_id")
 _ADD_TICKETS = insert(_TICKETS)
-_PRODUCT_ENTS, _ITEMS = ProductEntitlement.__table__, OrderItem.__table__
-_COPY_ENTITLEMENTS = insert(_TICKET_ENTS).from_select(
-    ["tenant_id", "ticket_id", "code", "name", "uses_total", "uses_left"],
-    select(_TICKETS.c.tenant_id, _TICKETS.c.id, _PRODUCT_ENTS.c.code, _PRODUCT_ENTS.c.name,
-           _PRODUCT_ENTS.c.uses, _PRODUCT_ENTS.c.uses)
-    .join(_ITEMS, (_ITEMS.c.id == _TICKETS.c.order_item_id)
-          & (_ITEMS.c.tenant_id == _TICKETS.c.tenant_id))
-    .join(_PRODUCT_ENTS, _PRODUCT_ENTS.c.product_pk == _ITEMS.c.product_pk)
-    .where(tuple_(_TICKETS.c.tenant_id, _TICKETS.c.order_id).in_(
-        bindparam("orders", expanding=True)))
-    .order_by(_TICKETS.c.id, _PRODUCT_ENTS.c.id))
+# The entitlements of a tenant's products, by product pk; each product's in its order (id).
+_ENTITLEMENTS_OF = ListLookup(
+    select(_PRODUCT_ENTS.c.id, _PRODUCT_ENTS.c.product_pk, _PRODUCT_ENTS.c.code,
+           _PRODUCT_ENTS.c.name, _PRODUCT_ENTS.c.uses).where(_PRODUCT_ENTS.c.tenant_id == _TENANT),
+    _PRODUCT_ENTS.c.product_pk, "product_pks", order_by=_PRODUCT_ENTS.c.id)
+# One use taken: the rewritten list, one use fewer in total, REDEEMED with the last one;
+# only if the ticket is as it was read (UPDATE may not bind a column's name: w_, v_).
+_TAKE_ONE_USE = (update(_TICKETS)
+                 .where(_TICKETS.c.tenant_id == bindparam("w_tenant"),
+                        _TICKETS.c.id == bindparam("w_ticket"),
+                        _TICKETS.c.uses_left == bindparam("w_uses_left"),
+                        _TICKETS.c.status == bindparam("w_status"))
+                 .values(entitlements=bindparam("v_entitlements",
+                                                type_=_TICKETS.c.entitlements.type),
+                         uses_left=_TICKETS.c.uses_left - 1,
+                         status=case((_TICKETS.c.uses_left == 1, "REDEEMED"),
+                                     else_=_TICKETS.c.status)))
 # What showing tickets reads (GET /my/tickets, an order's tickets): rows, built once.
 _FOR_USER = (select(*_TICKETS.c)
              .where(_TICKETS.c.tenant_id == _TENANT, _TICKETS.c.user_id == bindparam("user_id"))
@@ -44,10 +48,6 @@ _FOR_USER = (select(*_TICKETS.c)
 _FOR_ORDER = (select(*_TICKETS.c)
               .where(_TICKETS.c.tenant_id == _TENANT, _TICKETS.c.order_id == bindparam("order_id"))
               .order_by(_TICKETS.c.id))
-_ENTS_OF = (select(*_TICKET_ENTS.c)
-            .where(_TICKET_ENTS.c.tenant_id == _TENANT,
-                   _TICKET_ENTS.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
-            .order_by(_TICKET_ENTS.c.id))
 _ACCEPTED_OF = (select(*_REDEMPTIONS.c, _USERS.c.name.label("staff_name"))
                 .join(_USERS, _USERS.c.id == _REDEMPTIONS.c.staff_user_id)
                 .where(_REDEMPTIONS.c.tenant_id == _TENANT, _REDEMPTIONS.c.accepted,
@@ -64,9 +64,19 @@ class TicketRepository(TenantRepository):
         run(session, _ADD_TICKETS, rows)
 
     @staticmethod
-    def copy_entitlements(session: Session, orders: list[tuple[int, int]]) -> None:
-        """Copy each product's entitlements to the tickets of these (tenant, order id)s."""
-        run(session, _COPY_ENTITLEMENTS, {"orders": orders})
+    def product_entitlements(session: Session, products: list[tuple[int, int]]
+                             ) -> dict[tuple[int, int], list[Row[Any]]]:
+        """The entitlements of these (tenant, product pk)s as they are now, in product order:
+        one statement per tenant."""
+        found: dict[tuple[int, int], list[Row[Any]]] = {key: [] for key in products}
+        pks: dict[int, set[int]] = {}
+        for tenant_id, product_pk in products:
+            pks.setdefault(tenant_id, set()).add(product_pk)
+        for tenant_id in sorted(pks):
+            params = {"tenant_id": tenant_id, "product_pks": sorted(pks[tenant_id])}
+            for row in _ENTITLEMENTS_OF.run(session, params):
+                found[(tenant_id, row.product_pk)].append(row)
+        return found
 
     def by_code(self, code: str, *, lock: bool = False) -> Ticket | None:
         stmt = self.select(Ticket).where(Ticket.ticket_code == code)
@@ -84,16 +94,6 @@ class TicketRepository(TenantRepository):
         return list(run(self.session, _FOR_ORDER, {"tenant_id": self.tenant_id,
                                                    "order_id": order_id}))
 
-    def entitlements(self, ticket_ids: list[int]) -> dict[int, list[Row[Any]]]:
-        """The entitlements of each ticket (read-only rows), in the order they were copied."""
-        if not ticket_ids:
-            return {}
-        grouped: dict[int, list[Row[Any]]] = {i: [] for i in ticket_ids}
-        params = {"tenant_id": self.tenant_id, "ticket_ids": ticket_ids}
-        for ent in run(self.session, _ENTS_OF, params):
-            grouped[ent.ticket_id].append(ent)
-        return grouped
-
     def void_order(self, order_id: int, when: Any) -> int:
         stmt = (
             self.update(Ticket)
@@ -108,34 +108,13 @@ class TicketRepository(TenantRepository):
             Order.id == order_id)
         return self.session.execute(stmt).one_or_none()
 
-    def entitlement(self, ticket_id: int, code: str) -> TicketEntitlement | None:
-        """The ticket's entitlement with this code, if it has one."""
-        stmt = self.select(TicketEntitlement).where(
-            TicketEntitlement.ticket_id == ticket_id, TicketEntitlement.code == code)
-        return self.session.execute(stmt).scalar_one_or_none()
-
-    def use_once(self, entitlement_id: int, seen_uses_left: int) -> bool:
-        """Compare-and-set: take one use only if nobody took one since we read it."""
-        stmt = (
-            self.update(TicketEntitlement)
-            .where(TicketEntitlement.id == entitlement_id,
-                   TicketEntitlement.uses_left == seen_uses_left,
-                   TicketEntitlement.uses_left > 0)
-            .values(uses_left=TicketEntitlement.uses_left - 1)
-        )
-        return self.session.execute(stmt).rowcount == 1
-
-    def uses_left_in_total(self, ticket_id: int) -> int:
-        """Uses left over all of the ticket's entitlements (0: fully redeemed)."""
-        total = func.coalesce(func.sum(TicketEntitlement.uses_left), 0)
-        stmt = self.select(TicketEntitlement, total).where(TicketEntitlement.ticket_id == ticket_id)
-        return int(self.session.execute(stmt).scalar_one())
-
-    def mark_redeemed(self, ticket_id: int) -> bool:
-        """ACTIVE -> REDEEMED; False when the ticket was not ACTIVE."""
-        stmt = (self.update(Ticket).where(Ticket.id == ticket_id, Ticket.status == "ACTIVE")
-                .values(status="REDEEMED"))
-        return self.session.execute(stmt).rowcount == 1
+    def take_one_use(self, ticket: Ticket, entitlements: list[dict[str, Any]]) -> bool:
+        """Store `entitlements` (one use fewer than the ticket's) if nobody changed it since
+        it was read; the ticket becomes REDEEMED with its last use. False if it changed."""
+        params = {"w_tenant": self.tenant_id, "w_ticket": ticket.id,
+                  "w_uses_left": ticket.uses_left, "w_status": ticket.status,
+                  "v_entitlements": entitlements}
+        return run(self.session, _TAKE_ONE_USE, params).rowcount == 1
 
 
 class RedemptionRepository(TenantRepository):

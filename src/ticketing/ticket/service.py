@@ -31,31 +31,42 @@ def issue_for_orders(session: Session, orders: Sequence[tuple[Any, Sequence[Any]
                      when: datetime) -> list[list[dict[str, Any]]]:
     """Tickets for several paid orders (order, items) in two statements; each order's list.
 
-    The tickets are inserted, then the entitlements of their products are copied to
-    them inside the database (a copy: a product's entitlements may change later, a
-    sold ticket's do not).
+    The entitlements of the orders' products are read as they are now, in this
+    transaction, and each ticket is inserted with its own copy of them (a copy: a
+    product's entitlements may change later, a sold ticket's do not).
     """
+    products = sorted({(order.tenant_id, item.product_pk) for order, items in orders
+                       for item in items})
+    copies = {key: _copy(ents)
+              for key, ents in TicketRepository.product_entitlements(session, products).items()}
+    fault_point("tickets.after_entitlements")  # the entitlements are read, no ticket written
     rows = [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "order_item_id": item.id,
             "unit_index": unit, "user_id": order.user_id, "ticket_code": new_ticket_code(),
             "product_id": item.product_id, "product_name": item.product_name,
             "status": "ACTIVE", "issued_at": when, "voided_at": None,
+            "entitlements": copies[(order.tenant_id, item.product_pk)][0],
+            "uses_left": copies[(order.tenant_id, item.product_pk)][1],
         }
         for order, items in orders
         for item in items
         for unit in range(item.quantity)
     ]
     TicketRepository.insert_tickets(session, rows)
-    fault_point("tickets.after_first_ticket")  # the tickets are written, their entitlements not
-    TicketRepository.copy_entitlements(session, [(order.tenant_id, order.id) for order, _ in orders])
-    fault_point("tickets.after_entitlements")
+    fault_point("tickets.after_first_ticket")  # the tickets are written, the payment not
     issued: dict[int, list[dict[str, Any]]] = {order.id: [] for order, _ in orders}
     for r in rows:
         issued[r["order_id"]].append({"ticket_code": r["ticket_code"],
                                       "product_id": r["product_id"],
                                       "product_name": r["product_name"]})
     return [issued[order.id] for order, _ in orders]
+
+
+def _copy(entitlements: Sequence[Any]) -> tuple[list[dict[str, Any]], int]:
+    """A ticket's entitlements from its product's rows, and their uses in total."""
+    return ([{"code": e.code, "name": e.name, "uses_total": e.uses, "uses_left": e.uses}
+             for e in entitlements], sum(e.uses for e in entitlements))
 
 
 def void_for_order(session: Session, order: Order, when: datetime) -> int:
@@ -75,8 +86,13 @@ def redemption_view(row: Any) -> dict[str, Any]:
             "staff": staff_view(r.staff_user_id, row[1]), "redeemed_at": rfc3339(r.redeemed_at)}
 
 
-def ticket_view(ticket: Any, entitlements: Sequence[Any],
-                redemptions: Sequence[Any] = ()) -> dict[str, Any]:
+def entitlements_view(entitlements: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ticket's entitlements as the contract shows them."""
+    return [{"code": e["code"], "name": e["name"], "uses_total": e["uses_total"],
+             "uses_left": e["uses_left"]} for e in entitlements]
+
+
+def ticket_view(ticket: Any, redemptions: Sequence[Any] = ()) -> dict[str, Any]:
     """The contract's JSON form of a ticket; `redemptions` are accepted ones, oldest first."""
     return {
         "ticket_code": ticket.ticket_code,
@@ -84,21 +100,16 @@ def ticket_view(ticket: Any, entitlements: Sequence[Any],
         "order_id": ticket.order_id,
         "product_id": ticket.product_id,
         "product_name": ticket.product_name,
-        "entitlements": [
-            {"code": e.code, "name": e.name, "uses_total": e.uses_total, "uses_left": e.uses_left}
-            for e in entitlements
-        ],
+        "entitlements": entitlements_view(ticket.entitlements),
         "issued_at": rfc3339(ticket.issued_at),
         "redemptions": [redemption_view(r) for r in redemptions],
     }
 
 
 def views(session: Session, tenant_id: int, tickets: Sequence[Any]) -> list[dict[str, Any]]:
-    """Contract views of several tickets, with three queries in all."""
-    ids = [t.id for t in tickets]
-    ents = TicketRepository(session, tenant_id).entitlements(ids)
-    used = RedemptionRepository(session, tenant_id).accepted_for_tickets(ids)
-    return [ticket_view(t, ents.get(t.id, []), used.get(t.id, [])) for t in tickets]
+    """Contract views of several tickets (their entitlements are on them): one query more."""
+    used = RedemptionRepository(session, tenant_id).accepted_for_tickets([t.id for t in tickets])
+    return [ticket_view(t, used.get(t.id, [])) for t in tickets]
 
 
 def my_tickets(session: Session, caller: Caller, limit: int = 200) -> list[dict[str, Any]]:
