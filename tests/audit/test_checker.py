@@ -48,6 +48,23 @@ UNGUARD = {
 }
 PAID_TICKET = "(SELECT min(id) FROM tickets WHERE order_id = {paid})"
 
+
+def _uses(*entitlements: tuple[str, int, int], total: str) -> str:
+    """Rewrite the paid order's first ticket (a 3-in-1 pass): its list, and its uses left."""
+    listed = ", ".join(f'{{{{"code": "{code}", "name": "{code}", "uses_total": {n}, '
+                       f'"uses_left": {left}}}}}' for code, n, left in entitlements)
+    return (f"UPDATE tickets SET entitlements = '[{listed}]', uses_left = {total} "
+            f"WHERE id = {PAID_TICKET}")
+
+
+def _scans_of_paid_ticket(*codes: str) -> str:
+    """Accepted scans of the paid order's first ticket, one per code, nothing else changed."""
+    picked = " UNION ALL ".join(f"SELECT '{code}' AS code" for code in codes)
+    return ("INSERT INTO redemptions (tenant_id, ticket_id, ticket_code, entitlement, location, "
+            "staff_user_id, accepted, uses_left, redeemed_at) SELECT t.tenant_id, t.id, "
+            "t.ticket_code, e.code, 'Gate 1', (SELECT min(id) FROM users WHERE role = 'staff'), "
+            f"true, 0, t.issued_at FROM tickets t, ({picked}) e WHERE t.id = {PAID_TICKET}")
+
 # name: (statements, kind the checker must report, subject it must name)
 CORRUPTIONS = {
     "reserved drifts": (["UPDATE products SET reserved = reserved - 1 WHERE product_id = 102"],
@@ -75,6 +92,27 @@ CORRUPTIONS = {
                                    "unpaid_tickets_live", "order {pending}"),
     "ticket for a closed order": ([_forged_ticket("closed", "0")],
                                   "unpaid_tickets_live", "order {closed}"),
+    "use taken without a scan": (
+        [_uses(("metro", 1, 0), ("bus", 1, 1), ("ferry", 1, 1), total="2")],
+        "ticket_uses_mismatch", "order {paid}"),
+    "more uses left than bought": (
+        [_uses(("metro", 1, 2), ("bus", 1, 1), ("ferry", 1, 1), total="4")],
+        "ticket_uses_mismatch", "order {paid}"),
+    "entitlement listed twice": (
+        [_uses(("metro", 1, 1), ("bus", 1, 1), ("ferry", 1, 1), ("metro", 1, 1), total="4")],
+        "ticket_uses_mismatch", "order {paid}"),
+    "ticket's uses left drift": (
+        [f"UPDATE tickets SET uses_left = uses_left + 1 WHERE id = {PAID_TICKET}"],
+        "ticket_uses_mismatch", "order {paid}"),
+    "scan that took no use": ([_scans_of_paid_ticket("bus")], "ticket_uses_mismatch",
+                              "order {paid}"),
+    "redeemed with uses left": (
+        [f"UPDATE tickets SET status = 'REDEEMED' WHERE id = {PAID_TICKET}"],
+        "ticket_status_mismatch", "order {paid}"),
+    "every use gone, still active": (
+        [_uses(("metro", 1, 0), ("bus", 1, 0), ("ferry", 1, 0), total="0"),
+         _scans_of_paid_ticket("metro", "bus", "ferry")],
+        "ticket_status_mismatch", "order {paid}"),
     "refunded ticket revived": (["UPDATE tickets SET status = 'ACTIVE' WHERE order_id = {refunded}"],
                                 "refunded_tickets_live", "order {refunded}"),
     "paid without payment": (["UPDATE payment_transactions SET applied = false "

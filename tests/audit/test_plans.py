@@ -26,10 +26,16 @@ PlanRow = tuple[int, int, int, str]
 # The column constraints of a SEARCH, e.g. "(order_item_id=? AND unit_index>?)".
 _CONSTRAINTS = re.compile(r"\(([^()]*)\)(?: LEFT-JOIN| RIGHT-JOIN)?$")
 _EQUALITY = re.compile(r"(\w+)=\?")
+# A table-valued function given its argument (json_each of a column of the outer row):
+# it reads that one value, never a table.
+_BOUND_FUNCTION = re.compile(r"^SCAN \w+ VIRTUAL TABLE INDEX [1-9][0-9]*:")
 
 
 def _keyed(detail: str) -> bool:
-    """Whether a loop finds its rows by a key: a SEARCH with an equality that is not the tenant."""
+    """Whether a loop finds its rows by a key: a SEARCH with an equality that is not the
+    tenant, or a table-valued function of the outer row's value."""
+    if _BOUND_FUNCTION.match(detail):
+        return True
     if not detail.startswith("SEARCH "):
         return False
     match = _CONSTRAINTS.search(detail)
@@ -130,3 +136,11 @@ def test_scans_nested_in_joins_and_correlated_subqueries_are_found() -> None:
             (120, 0, 0, "SCALAR SUBQUERY 2"),
             (121, 120, 0, "SCAN products")]  # once: fine
     assert repeated_scans(plan) == ["SCAN anon_2", "SCAN notifications"]
+
+
+def test_a_function_of_the_outer_rows_value_is_not_a_repeated_scan() -> None:
+    # `ticket uses`: each ticket's entitlements, expanded from its own JSON list.
+    plan = [(122, 0, 0, "SCAN tickets USING INDEX ix_tickets_order"),
+            (125, 0, 0, "SCAN e VIRTUAL TABLE INDEX 1: LEFT-JOIN"),
+            (130, 0, 0, "SCAN f VIRTUAL TABLE INDEX 0: LEFT-JOIN")]  # no argument taken
+    assert repeated_scans(plan) == ["SCAN f VIRTUAL TABLE INDEX 0: LEFT-JOIN"]

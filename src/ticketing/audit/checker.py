@@ -15,6 +15,9 @@ The rules (per tenant):
   unit bought and exactly one applied SUCCESS payment of its total; any other order has
   no live ticket; a REFUNDED order's applied payment is refunded and its tickets void;
   `needs_refund` is set exactly when money that was not applied is still unrefunded.
+- ticket: each entitlement keeps 0 <= uses left <= uses total, and its accepted scans
+  are the uses taken from it; codes are distinct; the ticket's `uses_left` is the sum
+  of its entitlements'; a ticket is REDEEMED exactly when it had uses and has none left.
 - payment: a gateway transaction id is recorded once; only SUCCESS payments are applied,
   only to PAID or REFUNDED orders; `refunded` matches one successful refund, never two.
 - notification: every stored outcome is one of notification.service.OUTCOMES.
@@ -135,6 +138,26 @@ def _order_tickets(t: Any) -> Iterator[Finding]:
                f"{t.live} live ticket(s), order {status}")
 
 
+def _ticket_uses(t: Any) -> Iterator[Finding]:
+    subject = f"order {t.order_id}"
+    if t.off:
+        yield (subject, "ticket_uses_mismatch",
+               f"ticket {t.id}: {t.off} entitlement(s) whose uses left are out of range or "
+               "disagree with their accepted scans")
+    if t.repeated:
+        yield subject, "ticket_uses_mismatch", f"ticket {t.id}: {t.repeated} code(s) listed twice"
+    if t.uses_left != t.listed_left:
+        yield (subject, "ticket_uses_mismatch",
+               f"ticket {t.id}: uses_left {t.uses_left} but its entitlements have {t.listed_left}")
+    if t.scans != t.taken:
+        yield (subject, "ticket_uses_mismatch",
+               f"ticket {t.id}: {t.scans} accepted scan(s) for {t.taken} use(s) taken")
+    if ((t.status == "REDEEMED" and t.uses_left != 0)
+            or (t.status == "ACTIVE" and t.uses_left == 0 and t.listed)):
+        yield (subject, "ticket_status_mismatch",
+               f"ticket {t.id}: {t.status} with {t.uses_left} use(s) left")
+
+
 def _duplicate_txn(t: Any) -> Iterator[Finding]:
     yield f"payment {t.gateway}/{t.gateway_txn_id}", "txn_duplicate", f"recorded {t.n} times"
 
@@ -197,6 +220,7 @@ CHECKS: tuple[tuple[str, Callable[[], Any], Callable[[Any], Iterator[Finding]]],
     ("orders", q.order_totals_and_status, _order),
     ("item tickets", q.item_tickets, _item_tickets),
     ("order tickets", q.live_tickets_of_unpaid_orders, _order_tickets),
+    ("ticket uses", q.ticket_uses, _ticket_uses),
     ("gateway transactions", q.duplicate_gateway_txns, _duplicate_txn),
     ("payments", q.payment_records, _payment),
     ("order payments", q.order_payments, _order_payment),

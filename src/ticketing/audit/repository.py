@@ -11,7 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, and_, case, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    JSON,
+    CompoundSelect,
+    Select,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from ticketing.models import (
     Base,
@@ -20,6 +36,7 @@ from ticketing.models import (
     OrderItem,
     PaymentTransaction,
     Product,
+    Redemption,
     Refund,
     Tenant,
     Ticket,
@@ -186,6 +203,71 @@ def unknown_notification_outcomes(known: tuple[str, ...]) -> Select[Any]:
             .where(or_(Notification.outcome.is_(None), Notification.outcome.not_in(known)))
             .group_by(Notification.tenant_id, Notification.outcome)
             .order_by(Notification.tenant_id, Notification.outcome))
+
+
+class json_elements(GenericFunction[Any]):  # noqa: N801 - a SQL function's name
+    """The elements of a JSON array, one row each in a column `value`."""
+
+    _register = False
+    inherit_cache = True
+    name = "json_elements"
+
+
+@compiles(json_elements, "postgresql")
+def _jsonb_array_elements(element: json_elements, compiler: Any, **kw: Any) -> str:
+    # as jsonb, each field read from an element is not parsed out of its text again
+    return f"jsonb_array_elements(CAST({compiler.process(element.clauses, **kw)} AS JSONB))"
+
+
+@compiles(json_elements, "sqlite")
+def _json_each(element: json_elements, compiler: Any, **kw: Any) -> str:
+    return f"json_each({compiler.process(element.clauses, **kw)})"
+
+
+def ticket_uses() -> Select[Any]:
+    """Tickets whose entitlements' uses disagree with each other or with their scans.
+
+    Per ticket, from its JSON list: the entitlements `listed`, the `off` ones (uses left
+    outside 0..uses_total, or accepted scans of the code other than the uses taken),
+    `repeated` codes, the uses left they add up to (`listed_left`) and the uses taken
+    (`taken`); beside them the ticket's own `uses_left` and its accepted scans of any
+    code. A ticket is REDEEMED exactly when it lists entitlements and has no use left.
+    """
+    ent = json_elements(Ticket.entitlements).table_valued(column("value", JSON)).alias("e")
+    code = ent.c.value["code"].as_string()
+    total, left = ent.c.value["uses_total"].as_integer(), ent.c.value["uses_left"].as_integer()
+    accepted = Redemption.accepted.is_(True)
+    per_code = (select(Redemption.tenant_id, Redemption.ticket_id, Redemption.entitlement,
+                       func.count().label("n"))
+                .where(accepted).group_by(Redemption.tenant_id, Redemption.ticket_id,
+                                          Redemption.entitlement)
+                .subquery())
+    per_ticket = (select(Redemption.tenant_id, Redemption.ticket_id, func.count().label("n"))
+                  .where(accepted).group_by(Redemption.tenant_id, Redemption.ticket_id)
+                  .subquery())
+    scans = func.coalesce(per_ticket.c.n, 0).label("scans")
+    off = _count_if(and_(code.is_not(None), or_(
+        left < 0, left > total,
+        func.coalesce(per_code.c.n, 0) != total - left))).label("off")
+    listed = func.count(code).label("listed")
+    repeated = (listed - func.count(code.distinct())).label("repeated")
+    listed_left = func.coalesce(func.sum(left), 0).label("listed_left")
+    taken = func.coalesce(func.sum(total - left), 0).label("taken")
+    return (select(Ticket.tenant_id, Ticket.id, Ticket.order_id, Ticket.status,
+                   Ticket.uses_left, listed, off, repeated, listed_left, taken, scans)
+            .select_from(Ticket)
+            .outerjoin(ent, true())
+            .outerjoin(per_code, and_(per_code.c.tenant_id == Ticket.tenant_id,
+                                      per_code.c.ticket_id == Ticket.id,
+                                      per_code.c.entitlement == code))
+            .outerjoin(per_ticket, and_(per_ticket.c.tenant_id == Ticket.tenant_id,
+                                        per_ticket.c.ticket_id == Ticket.id))
+            .group_by(Ticket.tenant_id, Ticket.id, Ticket.order_id, Ticket.status,
+                      Ticket.uses_left, per_ticket.c.n)
+            .having(or_(off > 0, repeated > 0, Ticket.uses_left != listed_left, scans != taken,
+                        and_(Ticket.status == "REDEEMED", Ticket.uses_left != 0),
+                        and_(Ticket.status == "ACTIVE", Ticket.uses_left == 0, listed > 0)))
+            .order_by(Ticket.tenant_id, Ticket.id))
 
 
 # Tables whose rows name their tenant without a foreign key (migration 0003).
