@@ -74,7 +74,7 @@ def _killer(server, kills: int, pause: float) -> Callable[[threading.Event], int
 
 
 @pytest.mark.parametrize(("orders", "kills"), [
-    pytest.param(60, 3, id="3-kills"),
+    pytest.param(100, 3, id="3-kills"),
     pytest.param(1500, 12, id="12-kills", marks=pytest.mark.stress)])
 def test_sigkill_mid_run_loses_and_doubles_nothing(pg_url, pg_db, live_server_factory, orders, kills):
     server = live_server_factory(pg_url, workers=2)
