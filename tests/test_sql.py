@@ -1,5 +1,5 @@
 """kit.sql.ListLookup: one index probe per list element on PostgreSQL, whatever the
-statistics say; the same rows on both databases.
+statistics say, and on SQLite at every batch size; the same rows on both databases.
 
 The plans are checked as PostgreSQL caches them for psycopg's prepared statements
 (generic plans), on a table that grew by thousands of rows since it was last
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,10 +19,12 @@ from psycopg import sql
 from sqlalchemy.dialects import postgresql
 
 from tests.factories import OPERATOR, notify, place_order, txn_id
+from tests.sqlite_plans import Statements, explain, unkeyed_loops
 from ticketing.db import Database
 from ticketing.kit.sql import ListLookup
 from ticketing.order.repository import _ITEMS_MANY, _LOCK_MANY
 from ticketing.payment.repository import _RECORDED
+from ticketing.settings import Settings
 from ticketing.tenant.demo import load_demo
 
 GROWN = 3000
@@ -100,6 +104,34 @@ def test_each_element_is_one_index_probe_on_stale_statistics(grown, name):
     # the table was read once per element, never a tenant's whole set of rows
     assert all(n["Actual Rows"] <= 2 for n in scans), scans
     assert plan["Plan"]["Actual Rows"] == 8  # each of the 8 orders has one item, one txn
+
+
+@pytest.mark.parametrize("name", sorted(LOOKUPS))
+def test_each_element_is_one_index_probe_on_sqlite_at_every_batch_size(
+        sqlite_template: Path, tmp_path: Path, name: str) -> None:
+    """SQLite has no statistics: from 16 ids on it looked orders up through the tenant's
+    index (every order of the tenant) until `+tenant_id` ruled that index out."""
+    lookup, shape = LOOKUPS[name]
+    path = tmp_path / "lookups.db"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite:///{path}", pool_size=1)
+    recorded = Statements(db.engine)
+    try:
+        with db.transaction() as session:
+            raw = session.connection().connection.dbapi_connection
+            bad = {}
+            for n in range(1, Settings.model_fields["batch_max"].default + 1):
+                lists = {"ids": list(range(1, n + 1)), "txns": [f"T-{i}" for i in range(n)]}
+                params = {key: 1 if value is None else lists.get(value, value)
+                          for key, value in shape.items()}
+                recorded.seen.clear()
+                list(lookup.run(session, params))
+                (sql_text, bound), = recorded.seen
+                if loops := unkeyed_loops(sql_text, explain(raw, sql_text, bound)):
+                    bad[n] = loops
+    finally:
+        db.dispose()
+    assert bad == {}
 
 
 def test_both_databases_find_the_same_rows(client, db):

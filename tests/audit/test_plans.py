@@ -1,89 +1,33 @@
 """Every check stays one pass on SQLite: no table is walked once per row of another.
 
-SQLite joins by nested loops. A joined table looked up without a key, or by `tenant_id`
-alone (one tenant holds every row), is read in full for each outer row: the check then
-costs rows x rows and ran for many minutes on 50,000 orders. The plans are read from
-EXPLAIN QUERY PLAN of the statements the checker really runs, so the test needs no
-timing and holds however noisy the machine is.
+A joined table looked up without a key, or by `tenant_id` alone, is read in full for
+each outer row: the check then costs rows x rows (`item tickets` ran for many minutes
+on 50,000 orders). See tests/sqlite_plans.py.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from tests.sqlite_plans import Statements, explain, repeated_scans
 from ticketing.audit.checker import CHECKS, check
 from ticketing.db import Database
-
-PlanRow = tuple[int, int, int, str]
-
-# The column constraints of a SEARCH, e.g. "(order_item_id=? AND unit_index>?)".
-_CONSTRAINTS = re.compile(r"\(([^()]*)\)(?: LEFT-JOIN| RIGHT-JOIN)?$")
-_EQUALITY = re.compile(r"(\w+)=\?")
-# A table-valued function given its argument (json_each of a column of the outer row):
-# it reads that one value, never a table.
-_BOUND_FUNCTION = re.compile(r"^SCAN \w+ VIRTUAL TABLE INDEX [1-9][0-9]*:")
-
-
-def _keyed(detail: str) -> bool:
-    """Whether a loop finds its rows by a key: a SEARCH with an equality that is not the
-    tenant, or a table-valued function of the outer row's value."""
-    if _BOUND_FUNCTION.match(detail):
-        return True
-    if not detail.startswith("SEARCH "):
-        return False
-    match = _CONSTRAINTS.search(detail)
-    columns = _EQUALITY.findall(match.group(1)) if match else []
-    return any(column != "tenant_id" for column in columns)
-
-
-def repeated_scans(plan: Iterable[PlanRow]) -> list[str]:
-    """The loops of an EXPLAIN QUERY PLAN that run once per row of an outer loop unkeyed.
-
-    Siblings in the plan tree are nested loops, outermost first: the first may scan, the
-    others run once per row of those before them and must be keyed. Everything under a
-    correlated subquery runs once per outer row. Materialized subqueries, the parts of a
-    compound query and uncorrelated subqueries run once and start afresh.
-    """
-    children: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for node, parent, _, detail in plan:
-        children[parent].append((node, detail))
-    found: list[str] = []
-
-    def walk(parent: int, per_outer_row: bool) -> None:
-        loops = 0
-        for node, detail in children[parent]:
-            if detail.startswith(("SCAN ", "SEARCH ")) and detail != "SCAN CONSTANT ROW":
-                if (per_outer_row or loops) and not _keyed(detail):
-                    found.append(detail)
-                loops += 1
-            walk(node, per_outer_row or detail.startswith("CORRELATED "))
-
-    walk(0, False)
-    return found
 
 
 def _statements_of_check(url: str) -> list[tuple[str, tuple]]:
     """The SQL and parameters of every statement `check` runs on `url`."""
     db = Database(url, pool_size=1)
-    seen: list[tuple[str, tuple]] = []
-
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def _record(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        seen.append((statement, tuple(parameters)))
-
+    recorded = Statements(db.engine)
     try:
         with Session(db.engine) as session, session.begin():
             assert check(session) == []
     finally:
         db.dispose()
-    return [(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")]
+    return [(sql, params) for sql, params in recorded.seen
+            if sql.lstrip().upper().startswith("SELECT")]
 
 
 def test_no_check_walks_a_table_once_per_row_on_sqlite(sqlite_template: Path,
@@ -99,8 +43,7 @@ def test_no_check_walks_a_table_once_per_row_on_sqlite(sqlite_template: Path,
             bad = {}
             names = ["tenant slugs", *(name for name, _, _ in CHECKS)]
             for name, (sql, params) in zip(names, statements, strict=True):
-                plan = raw.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-                if scans := repeated_scans(plan):
+                if scans := repeated_scans(explain(raw, sql, params)):
                     bad[name] = scans
     finally:
         db.dispose()
@@ -136,11 +79,3 @@ def test_scans_nested_in_joins_and_correlated_subqueries_are_found() -> None:
             (120, 0, 0, "SCALAR SUBQUERY 2"),
             (121, 120, 0, "SCAN products")]  # once: fine
     assert repeated_scans(plan) == ["SCAN anon_2", "SCAN notifications"]
-
-
-def test_a_function_of_the_outer_rows_value_is_not_a_repeated_scan() -> None:
-    # `ticket uses`: each ticket's entitlements, expanded from its own JSON list.
-    plan = [(122, 0, 0, "SCAN tickets USING INDEX ix_tickets_order"),
-            (125, 0, 0, "SCAN e VIRTUAL TABLE INDEX 1: LEFT-JOIN"),
-            (130, 0, 0, "SCAN f VIRTUAL TABLE INDEX 0: LEFT-JOIN")]  # no argument taken
-    assert repeated_scans(plan) == ["SCAN f VIRTUAL TABLE INDEX 0: LEFT-JOIN"]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import ListLookup, run
+from ticketing.kit.sql import ListLookup, no_index_key, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -40,9 +40,13 @@ _MOVE = update(_PRODUCTS).where(_PRODUCT_ROW).values(
     stock=_PRODUCTS.c.stock + bindparam("d_stock"), sold=_PRODUCTS.c.sold + bindparam("d_sold"))
 _SET_STATE: dict[tuple[str, ...], Any] = {}
 # Several orders of one tenant, locked in id order (see lock_many), and their items.
+# Without statistics SQLite looks 16 or more ids up through ix_orders_tenant_user's
+# tenant_id, every order of the tenant, rather than by primary key: `+tenant_id` is
+# no index key to it.
 _LOCK_MANY = ListLookup(
     select(*_ORDERS.c).where(_ORDERS.c.tenant_id == _TENANT).with_for_update(key_share=True),
-    _ORDERS.c.id, "order_ids", order_by=_ORDERS.c.id)
+    _ORDERS.c.id, "order_ids", order_by=_ORDERS.c.id,
+    sqlite_base=select(*_ORDERS.c).where(no_index_key(_ORDERS.c.tenant_id) == _TENANT))
 _ITEMS_MANY = ListLookup(select(*_ITEMS.c).where(_ITEMS.c.tenant_id == _TENANT),
                          _ITEMS.c.order_id, "order_ids", order_by=_ITEMS.c.id)
 
