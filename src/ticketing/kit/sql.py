@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, func, literal_column, select, true
@@ -41,6 +42,19 @@ def no_index_key(column: Any) -> Any:
     (its documented way to rule a WHERE term out of index selection). For SQLite only:
     PostgreSQL would not use an index for it either."""
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+
+
+def grouped(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, list[Any]]]:
+    """(group, key) pairs as each group's sorted keys, groups in order.
+
+    A ListLookup binds one group (a tenant, say) and a list of keys; callers that
+    hold keys of several groups run it once per group, groups in order and each
+    one's keys sorted, so locks are taken in one global order on every path.
+    """
+    groups: dict[Any, set[Any]] = {}
+    for group, key in pairs:
+        groups.setdefault(group, set()).add(key)
+    return [(group, sorted(groups[group])) for group in sorted(groups)]
 
 
 class ListLookup:

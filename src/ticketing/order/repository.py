@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import ListLookup, no_index_key, run
+from ticketing.kit.sql import ListLookup, grouped, no_index_key, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -50,15 +50,6 @@ _LOCK_MANY = ListLookup(
 _ITEMS_MANY = ListLookup(select(*_ITEMS.c).where(_ITEMS.c.tenant_id == _TENANT),
                          _ITEMS.c.order_id, "order_ids", order_by=_ITEMS.c.id)
 
-
-def by_tenant(keys: list[tuple[int, Any]]) -> list[tuple[int, list[Any]]]:
-    """(tenant, rest) keys grouped by tenant, tenants and each one's values sorted."""
-    groups: dict[int, set[Any]] = {}
-    for tenant_id, rest in keys:
-        groups.setdefault(tenant_id, set()).add(rest)
-    return [(tenant_id, sorted(groups[tenant_id])) for tenant_id in sorted(groups)]
-
-
 def _set_state_stmt(keys: tuple[str, ...]) -> Any:
     """UPDATE orders SET <keys> WHERE id and payment_status match: one per set of keys."""
     stmt = _SET_STATE.get(keys)
@@ -81,7 +72,7 @@ class OrderRepository(TenantRepository):
         locks several orders does it in this one order, so two batches never deadlock.
         """
         locked = {}
-        for tenant_id, order_ids in by_tenant(keys):
+        for tenant_id, order_ids in grouped(keys):
             params = {"tenant_id": tenant_id, "order_ids": order_ids}
             for row in _LOCK_MANY.run(session, params):
                 locked[(row.tenant_id, row.id)] = row
@@ -91,7 +82,7 @@ class OrderRepository(TenantRepository):
     def items_many(session: Session, keys: list[tuple[int, int]]) -> dict[int, list[Row[Any]]]:
         """The items of several orders named by (tenant, order id), by order id."""
         items: dict[int, list[Row[Any]]] = {}
-        for tenant_id, order_ids in by_tenant(keys):
+        for tenant_id, order_ids in grouped(keys):
             params = {"tenant_id": tenant_id, "order_ids": order_ids}
             for row in _ITEMS_MANY.run(session, params):
                 items.setdefault(row.order_id, []).append(row)

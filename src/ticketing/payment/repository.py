@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, run
+from ticketing.kit.sql import ListLookup, grouped, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
 
@@ -32,11 +32,8 @@ class PaymentRepository(TenantRepository):
     @staticmethod
     def txns_by_key(session: Session, keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
         """Which of these (tenant, gateway, gateway txn id) are already recorded."""
-        groups: dict[tuple[int, str], list[str]] = {}
-        for tenant_id, gateway, txn_id in keys:
-            groups.setdefault((tenant_id, gateway), []).append(txn_id)
         recorded = set()
-        for (tenant_id, gateway), txn_ids in sorted(groups.items()):
+        for (tenant_id, gateway), txn_ids in grouped(((t, g), x) for t, g, x in keys):
             params = {"tenant_id": tenant_id, "gateway": gateway, "gateway_txn_ids": txn_ids}
             recorded.update((tenant_id, gateway, row[0]) for row in _RECORDED.run(session, params))
         return recorded

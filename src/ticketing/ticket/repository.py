@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Select, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, insert_ignoring_conflict, run
+from ticketing.kit.sql import ListLookup, grouped, insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
@@ -69,11 +69,8 @@ class TicketRepository(TenantRepository):
         """The entitlements of these (tenant, product pk)s as they are now, in product order:
         one statement per tenant."""
         found: dict[tuple[int, int], list[Row[Any]]] = {key: [] for key in products}
-        pks: dict[int, set[int]] = {}
-        for tenant_id, product_pk in products:
-            pks.setdefault(tenant_id, set()).add(product_pk)
-        for tenant_id in sorted(pks):
-            params = {"tenant_id": tenant_id, "product_pks": sorted(pks[tenant_id])}
+        for tenant_id, product_pks in grouped(products):
+            params = {"tenant_id": tenant_id, "product_pks": product_pks}
             for row in _ENTITLEMENTS_OF.run(session, params):
                 found[(tenant_id, row.product_pk)].append(row)
         return found
