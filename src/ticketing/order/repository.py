@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import ListLookup, grouped, no_index_key, run
+from ticketing.kit.sql import ListLookup, Writes, execute_many, grouped, no_index_key, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -89,25 +89,41 @@ class OrderRepository(TenantRepository):
         return items
 
     @staticmethod
-    def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]]) -> None:
-        """`set_state` for several (order, values, expected state); raises if one moved."""
+    def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]],
+                   writes: Writes | None = None) -> None:
+        """`set_state` for several (order, values, expected state); raises if one moved.
+        With `writes`, queued there (and checked when it is flushed)."""
         by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for order, values, expected in moves:
             params = {f"v_{key}": value for key, value in values.items()}
             params.update(w_tenant=order.tenant_id, w_order=order.id, w_expected=expected)
             by_keys.setdefault(tuple(values), []).append(params)
         for keys, params in by_keys.items():
-            if _execute_many(session, _set_state_stmt(keys), params) != len(params):
+            if writes is not None:
+                writes.add(_set_state_stmt(keys), params, expect=len(params))
+            elif _execute_many(session, _set_state_stmt(keys), params) != len(params):
                 raise RuntimeError("an order changed state under its lock")
 
     @staticmethod
-    def record_events(session: Session, events: list[tuple[int, int, int, int, bool, str, datetime]]) -> None:
-        """`record_event` for several orders at once."""
-        run(session, _ADD_EVENT, [
-            {"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
-             "to_state": to_state, "accepted": accepted, "reason": reason[:200],
-             "created_at": when}
-            for tenant_id, order_id, from_state, to_state, accepted, reason, when in events])
+    def record_events(session: Session, events: list[tuple[int, int, int, int, bool, str, datetime]],
+                      writes: Writes | None = None) -> None:
+        """`record_event` for several orders at once (queued in `writes`, if given)."""
+        rows = [{"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
+                 "to_state": to_state, "accepted": accepted, "reason": reason[:200],
+                 "created_at": when}
+                for tenant_id, order_id, from_state, to_state, accepted, reason, when in events]
+        if writes is not None:
+            writes.add(_ADD_EVENT, rows)
+        else:
+            run(session, _ADD_EVENT, rows)
+
+    @staticmethod
+    def queue_stock_moves(session: Session, writes: Writes) -> None:
+        """The stock moves queued by `move_stock_last` in this transaction, queued in
+        `writes` instead: sent with them, after them (the hot rows last)."""
+        params = _stock_move_params(session)
+        if params:
+            writes.add(_MOVE, params, expect=len(params))
 
     def by_id(self, order_id: int, *, lock: bool = False) -> Order | None:
         stmt = _BY_ID_LOCKED if lock else _BY_ID
@@ -194,26 +210,23 @@ _STOCK_MOVES = "ticketing_stock_moves"
 
 
 def _execute_many(session: Session, stmt: Any, params: list[dict[str, Any]]) -> int:
-    """Run an UPDATE for each parameter set; the rows it changed in all.
-
-    One executemany where the driver reports its row count (PostgreSQL: one round
-    trip), else one statement each.
-    """
-    conn = session.connection()
-    if len(params) > 1 and conn.dialect.supports_sane_multi_rowcount:
-        return conn.execute(stmt, params).rowcount
-    return sum(conn.execute(stmt, one).rowcount for one in params)
+    return execute_many(session.connection(), stmt, params)
 
 
-def _apply_stock_moves(session: Session) -> None:
+def _stock_move_params(session: Session) -> list[dict[str, Any]]:
+    """The summed moves queued in this transaction (taken: applied once), in product id order."""
     moves = session.info.pop(_STOCK_MOVES, {})
-    params = [
+    return [
         {"w_tenant": tenant_id, "w_product": product_pk, "d_reserved": reserved,
          "d_stock": stock, "d_sold": sold}
         for (tenant_id, product_pk), (reserved, stock, sold) in sorted(
             moves.items(), key=lambda kv: kv[0][1])
         if reserved or stock or sold
     ]
+
+
+def _apply_stock_moves(session: Session) -> None:
+    params = _stock_move_params(session)
     if not params:
         return
     # rows are updated in product id order, as everywhere (no deadlocks)

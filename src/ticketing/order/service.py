@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ticketing.kit.clock import rfc3339, utcnow
 from ticketing.kit.errors import Conflict, Invalid, NotFound
 from ticketing.kit.metrics import ORDERS_CREATED, TICKETS_ISSUED
+from ticketing.kit.sql import Writes
 from ticketing.models import Order
 from ticketing.order.repository import OrderRepository, pending_orders_due
 from ticketing.order.state import PENDING_STATES, PayState, is_allowed, order_status
@@ -221,24 +222,27 @@ def paid_values(now: datetime, paid_at: datetime | None, transaction_id: str | N
             "gateway": gateway}
 
 
-def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime) -> list[list[dict[str, Any]]]:
+def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime,
+                       writes: Writes) -> list[list[dict[str, Any]]]:
     """Several pending orders paid at once: each order's issued tickets.
 
     `paid` holds (order, items, reason, gateway, transaction_id, paid_at)
     for locked orders in a pending state, which `is_allowed` lets move to PAID: the
     effects of `update_order_payment_status` for that transition, written for all
-    the orders together (one statement per table instead of one per order).
+    the orders together (one statement per table instead of one per order), queued
+    in `writes` with the stock moves last: the caller flushes it.
     """
     for order, items, *_ in paid:
         _paid_side_effects(OrderRepository(session, order.tenant_id), order, items,
                            PayState(order.payment_status))
     moves = [(order, paid_values(now, paid_at, txn_id, gateway), int(order.payment_status))
              for order, _items, _reason, gateway, txn_id, paid_at in paid]
-    OrderRepository.set_states(session, moves)
-    issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now)
+    OrderRepository.set_states(session, moves, writes)
+    issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now,
+                                      writes)
     OrderRepository.record_events(session, [
         (order.tenant_id, order.id, int(order.payment_status), int(PayState.PAID), True,
-         reason, now) for order, _items, reason, *_ in paid])
+         reason, now) for order, _items, reason, *_ in paid], writes)
     TICKETS_ISSUED.inc(sum(map(len, issued)))
     return issued
 

@@ -36,6 +36,7 @@ from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.clock import utcnow
 from ticketing.kit.errors import Invalid
 from ticketing.kit.faults import fault_point
+from ticketing.kit.sql import Writes
 from ticketing.notification.repository import NotificationRepository
 from ticketing.notification.service import kept_headers, notification_row
 from ticketing.order import service as orders
@@ -131,20 +132,24 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     fault_point("payment.before_apply")
     items = OrderRepository.items_many(session, [c.order_key for c, _ in ready])
     now = utcnow()
+    writes = Writes(session)  # every write of the batch, sent together (one round trip)
     issued = orders.pay_pending_orders(session, [
         (order, items.get(order.id, []), notice_reason(c.notice), c.notice.gateway,
-         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now)
+         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now, writes)
     bodies = [processed_body(order.id, order_status(PayState.PAID), tickets)
               for (_, order), tickets in zip(ready, issued, strict=True)]
     PaymentRepository.add_txns(session, [
         txn_row(c.tenant_id, c.notice, order.id, "processed", True, body)
-        for (c, order), body in zip(ready, bodies, strict=True)])
+        for (c, order), body in zip(ready, bodies, strict=True)], writes)
     fault_point("payment.before_record")
-    ids = NotificationRepository.add_many(session, [
+    recorded = NotificationRepository.queue_many(writes, [
         notification_row(c.tenant_id, c.received, outcome="processed", http_status=200,
                          notice=c.notice, order_id=order.id,
                          request_id=c.entry.context.get("request_id"))
         for c, order in ready])
+    OrderRepository.queue_stock_moves(session, writes)  # the hot product rows, last
+    writes.flush()
+    ids = [row[0] for row in recorded.rows]
     results = {}
     for (c, order), body, nid, tickets in zip(ready, bodies, ids, issued, strict=True):
         with structlog.contextvars.bound_contextvars(

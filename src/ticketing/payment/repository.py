@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, grouped, run
+from ticketing.kit.sql import ListLookup, Writes, grouped, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
 
@@ -39,12 +39,17 @@ class PaymentRepository(TenantRepository):
         return recorded
 
     @staticmethod
-    def add_txns(session: Session, rows: list[dict[str, Any]]) -> None:
-        """Insert transactions (each row names its tenant) in one statement.
+    def add_txns(session: Session, rows: list[dict[str, Any]],
+                 writes: Writes | None = None) -> None:
+        """Insert transactions (each row names its tenant) in one statement, now or in
+        `writes`.
 
         UNIQUE (tenant, gateway, txn id) refuses a transaction recorded before.
         """
-        run(session, _ADD_TXN, rows)
+        if writes is not None:
+            writes.add(_ADD_TXN, rows, expect=len(rows))
+        else:
+            run(session, _ADD_TXN, rows)
 
 
     def txns_for_order(self, order_id: int) -> list[PaymentTransaction]:

@@ -1,0 +1,191 @@
+"""kit.sql.Writes: queued writes run in order, in the caller's transaction, and fail whole.
+
+On PostgreSQL they go out in one psycopg pipeline (one round trip, counted here from
+libpq's protocol trace); on SQLite through SQLAlchemy one after another. Both must give
+the same rows, row counts and ids, and a failure anywhere among them must leave
+nothing of any of them once the transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from ticketing.db import Database
+from ticketing.kit.clock import utcnow
+from ticketing.kit.sql import Writes
+from ticketing.models import Notification, Product, Tenant
+
+_NOTES, _PRODUCTS = Notification.__table__, Product.__table__
+_ADD_NOTE = insert(_NOTES).returning(_NOTES.c.id, _NOTES.c.request_id,
+                                   sort_by_parameter_order=True)
+_ADD_PLAIN = insert(_NOTES)
+_SELL = (update(_PRODUCTS)
+         .where(_PRODUCTS.c.tenant_id == bindparam("w_tenant"),
+                _PRODUCTS.c.product_id == bindparam("w_product"))
+         .values(sold=_PRODUCTS.c.sold + bindparam("d_sold"),
+                 stock=_PRODUCTS.c.stock - bindparam("d_sold")))
+
+
+def _tenant(db: Database) -> int:
+    with db.transaction() as session:
+        return session.execute(select(Tenant.id).where(Tenant.slug == "default")).scalar_one()
+
+
+def _note(tenant_id: int, tag: str, when=None) -> dict:
+    return {"tenant_id": tenant_id, "gateway": "mock", "event_type": "payment",
+            "gateway_txn_id": f"W-{tag}", "order_id": None, "amount": 1,
+            "trade_status": "SUCCESS", "verification": "verified", "outcome": "processed",
+            "http_status": 200, "detail": None, "headers": {"x-tag": tag}, "body": "{}",
+            "request_id": tag, "received_at": when or utcnow()}
+
+
+def _notes(db: Database) -> list[tuple[str, dict]]:
+    with db.transaction() as session:
+        return [(r.request_id, r.headers) for r in session.execute(
+            select(_NOTES.c.request_id, _NOTES.c.headers).order_by(_NOTES.c.id))]
+
+
+def _sold(db: Database, tenant_id: int) -> dict[int, tuple[int, int]]:
+    with db.transaction() as session:
+        return {r.product_id: (r.sold, r.stock) for r in session.execute(
+            select(_PRODUCTS.c.product_id, _PRODUCTS.c.sold, _PRODUCTS.c.stock)
+            .where(_PRODUCTS.c.tenant_id == tenant_id))}
+
+
+def test_writes_run_in_order_and_return_their_rows_in_order(db):
+    tenant = _tenant(db)
+    before = _sold(db, tenant)
+    tags = [f"n{i}" for i in range(7)]
+    when = utcnow() - timedelta(minutes=5)
+    with db.transaction() as session:
+        writes = Writes(session)
+        noted = writes.add(_ADD_NOTE, [_note(tenant, t, when) for t in tags], expect=7)
+        plain = writes.add(_ADD_PLAIN, [_note(tenant, "plain")])
+        sold = writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 2},
+                                  {"w_tenant": tenant, "w_product": 102, "d_sold": 1},
+                                  {"w_tenant": tenant, "w_product": 999, "d_sold": 1}])
+        nothing = writes.add(_SELL, [])
+        assert noted.rows == [] and sold.rowcount == -1  # nothing sent before the flush
+        writes.flush()
+        stored_at = session.execute(select(_NOTES.c.received_at).where(
+            _NOTES.c.request_id == "n0")).scalar_one()
+    assert [row[1] for row in noted.rows] == tags  # ids in the order the rows were given
+    ids = [row[0] for row in noted.rows]
+    assert ids == sorted(ids) and len(set(ids)) == 7
+    assert (plain.rowcount, sold.rowcount, nothing.rowcount) == (1, 2, 0)
+    assert _notes(db) == [(t, {"x-tag": t}) for t in tags] + [("plain", {"x-tag": "plain"})]
+    assert stored_at == when  # the column type's conversions applied, as SQLAlchemy would
+    after = _sold(db, tenant)
+    assert after[101] == (before[101][0] + 2, before[101][1] - 2)
+    assert after[102] == (before[102][0] + 1, before[102][1] - 1)
+
+
+def test_a_row_count_other_than_expected_fails_the_whole_transaction(db):
+    tenant = _tenant(db)
+    before = _sold(db, tenant)
+    with pytest.raises(RuntimeError, match="1 rows written where 2 were expected"):
+        with db.transaction() as session:
+            writes = Writes(session)
+            writes.add(_ADD_NOTE, [_note(tenant, "lost")])
+            writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1},
+                               {"w_tenant": tenant, "w_product": 999, "d_sold": 1}], expect=2)
+            writes.flush()
+    assert _notes(db) == [] and _sold(db, tenant) == before
+
+
+def test_a_database_error_among_the_writes_leaves_none_of_them(db):
+    """The second of three writes breaks a CHECK (stock below zero): the first and the
+    third are gone too, and the pooled connection serves the next transaction."""
+    tenant = _tenant(db)
+    before = _sold(db, tenant)
+    with pytest.raises((DBAPIError, db.engine.dialect.loaded_dbapi.Error)):
+        with db.transaction() as session:
+            writes = Writes(session)
+            writes.add(_ADD_NOTE, [_note(tenant, "first")])
+            writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 10**12}])
+            writes.add(_ADD_NOTE, [_note(tenant, "third")])
+            writes.flush()
+    assert _notes(db) == [] and _sold(db, tenant) == before
+    with db.transaction() as session:
+        writes = Writes(session)
+        writes.add(_ADD_NOTE, [_note(tenant, "next")])
+        writes.flush()
+    assert _notes(db) == [("next", {"x-tag": "next"})]
+
+
+def test_a_missing_python_side_default_is_refused_not_left_null(db):
+    """SQLAlchemy fills Python-side defaults in; a pipelined insert could not, so a row
+    without such a column is refused on every database alike."""
+    from ticketing.models import PaymentTransaction
+
+    tenant = _tenant(db)
+    row = {"tenant_id": tenant, "gateway": "mock", "gateway_txn_id": "W-d", "order_id": None,
+           "amount": 1, "status": "SUCCESS", "outcome": "processed", "response": {},
+           "created_at": utcnow()}  # no `applied`, no `refunded`
+    with pytest.raises(ValueError, match="no value for"):
+        with db.transaction() as session:
+            writes = Writes(session)
+            writes.add(insert(PaymentTransaction.__table__), [row])
+            writes.flush()
+
+
+@contextmanager
+def _client_messages(db: Database) -> Iterator[list[str]]:
+    """The protocol messages libpq sends on connections opened inside the block."""
+    from psycopg import pq
+
+    fd, name = tempfile.mkstemp(suffix=".trace")
+    sent: list[str] = []
+
+    def on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.pgconn.trace(fd)
+        dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    event.listen(db.engine, "connect", on_connect)
+    db.engine.dispose()
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "connect", on_connect)
+        db.engine.dispose()
+        os.close(fd)
+        with open(name) as trace:
+            sent.extend(line.split("\t", 2)[2].strip() for line in trace
+                        if line.startswith("F\t") and line.count("\t") >= 2)
+        os.unlink(name)
+
+
+def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
+    db = Database(pg_url, pool_size=1)
+    try:
+        tenant = db.engine.connect().execute(
+            select(Tenant.id).where(Tenant.slug == "default")).scalar()
+        if tenant is None:
+            from ticketing.tenant.demo import load_demo
+
+            with db.transaction() as session:
+                load_demo(session)
+            tenant = _tenant(db)
+        with _client_messages(db) as sent:
+            with db.transaction() as session:
+                writes = Writes(session)
+                writes.add(_ADD_NOTE, [_note(tenant, f"r{i}") for i in range(5)])
+                writes.add(_ADD_PLAIN, [_note(tenant, f"p{i}") for i in range(3)])
+                writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1}])
+                session.execute(select(Tenant.id).where(Tenant.id == tenant))  # on its own
+                writes.flush()
+        begin = max(i for i, m in enumerate(sent) if m.startswith('Query\t "BEGIN"'))
+        kinds = [m.split("\t")[0] for m in sent[begin:]]
+        assert kinds.count("Execute") == 1 + 5 + 3 + 1, kinds  # the SELECT, then each row
+        # BEGIN, the SELECT, the writes (one exchange), COMMIT
+        assert kinds.count("Sync") + kinds.count("Query") == 4, kinds
+    finally:
+        db.dispose()
