@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable
 from typing import Any
 
@@ -220,6 +221,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
                ) -> None:
     """The writes in one psycopg pipeline: one round trip (see Writes)."""
     driver = conn.connection.driver_connection
+    events = conn._has_events or conn.engine._has_events
     cursors = []
     try:
         with driver.pipeline():
@@ -230,6 +232,8 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
                                for k, v in row.items()} for row in params]
                 cursor = driver.cursor()
                 cursors.append(cursor)
+                if events:  # what listeners of executed statements see (tests, the bench)
+                    conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, True)
                 cursor.executemany(sql, params, returning=bool(stmt._returning))
         for (stmt, _params, _expect, written), cursor in zip(queued, cursors, strict=True):
             if stmt._returning:  # a result set per row, each with its own row count
@@ -246,10 +250,18 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
             cursor.close()
 
 
+_ROW_TYPES: dict[tuple[str, ...], Any] = {}
+
+
 def _returned(cursor: Any) -> list[Any]:
-    """The rows an executemany(returning=True) returned, one result set per parameter set."""
+    """The rows an executemany(returning=True) returned, one result set per parameter set,
+    as named tuples (by position and by column name, as SQLAlchemy's rows)."""
+    names = tuple(column.name for column in cursor.description)
+    row_type = _ROW_TYPES.get(names)
+    if row_type is None:
+        row_type = _ROW_TYPES[names] = namedtuple("Returned", names)  # type: ignore[misc]
     rows = []
     while True:
-        rows.extend(cursor.fetchall())
+        rows.extend(map(row_type._make, cursor.fetchall()))
         if not cursor.nextset():
             return rows

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import ListLookup, Writes, execute_many, grouped, no_index_key, run
+from ticketing.kit.sql import (ListLookup, Writes, Written, execute_many, grouped, no_index_key,
+                               run)
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
 
@@ -146,24 +147,26 @@ class OrderRepository(TenantRepository):
         return list(run(self.session, _ITEMS_OF, params))
 
     @staticmethod
-    def add_many(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert order rows (each names its tenant); their ids, in order."""
-        if len(rows) == 1:
-            return [run(session, _ADD_ORDER, rows[0]).scalar_one()]
-        return [row[0] for row in run(session, _ADD_ORDER, rows)]
+    def add_many_in(writes: Writes, rows: list[dict[str, Any]]) -> Written:
+        """Insert order rows (each names its tenant) in `writes`; their ids are its rows."""
+        return writes.add(_ADD_ORDER, rows, expect=len(rows))
 
     @staticmethod
-    def add_items_many(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
-        """Insert order items (each names its tenant and order); the rows, in order."""
-        return list(run(session, _ADD_ITEMS, rows))
+    def add_items_in(writes: Writes, rows: list[dict[str, Any]]) -> Written:
+        """Insert order items (each names its tenant and order) in `writes`; its rows are
+        theirs, in order."""
+        return writes.add(_ADD_ITEMS, rows, expect=len(rows))
+
+    @staticmethod
+    def reserve_in(writes: Writes, tenant_id: int, product_pk: int, qty: int) -> Written:
+        """Hold `qty` units if that many are free (compare-and-set, no lock needed), queued
+        in `writes`: once it is flushed, a row count of 1 if they were held."""
+        return writes.add(_RESERVE, [{"w_tenant": tenant_id, "w_product": product_pk,
+                                      "qty": qty}])
 
     def _stock(self, stmt: Any, product_pk: int, qty: int) -> bool:
         params = {"w_tenant": self.tenant_id, "w_product": product_pk, "qty": qty}
         return run(self.session, stmt, params).rowcount == 1
-
-    def reserve(self, product_pk: int, qty: int) -> bool:
-        """Hold `qty` units if that many are free; compare-and-set, no lock needed."""
-        return self._stock(_RESERVE, product_pk, qty)
 
     def move_stock_last(self, product_pk: int, *, reserved: int = 0, stock: int = 0,
                         sold: int = 0) -> None:

@@ -131,10 +131,12 @@ def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, 
     statement per product, the units of all the orders summed), or two orders naming
     the same products in opposite orders deadlock. 409 if a product lacks the units.
     """
-    ids = OrderRepository.add_many(session, [plan.values for plan in plans])
-    orders = [Order(id=order_id, **plan.values)  # detached copies of the rows, for the answer
-              for order_id, plan in zip(ids, plans, strict=True)]
-    rows = OrderRepository.add_items_many(session, [
+    writes = Writes(session)  # two exchanges: the orders, then their items and stock
+    added = OrderRepository.add_many_in(writes, [plan.values for plan in plans])
+    writes.flush()
+    orders = [Order(id=row[0], **plan.values)  # detached copies of the rows, for the answer
+              for row, plan in zip(added.rows, plans, strict=True)]
+    items = OrderRepository.add_items_in(writes, [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "product_pk": product.id,
             "product_id": product.product_id, "product_name": product.name, "quantity": qty,
@@ -146,13 +148,16 @@ def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, 
     for order, plan in zip(orders, plans, strict=True):
         for product, qty in plan.lines:
             held.setdefault((product.id, order.tenant_id), [product, 0])[1] += qty
-    for (product_pk, tenant_id), (product, qty) in sorted(held.items()):
-        if not OrderRepository(session, tenant_id).reserve(product_pk, qty):
+    reserved = [(product, OrderRepository.reserve_in(writes, tenant_id, product_pk, qty))
+                for (product_pk, tenant_id), (product, qty) in sorted(held.items())]
+    writes.flush()
+    for product, written in reserved:
+        if written.rowcount != 1:
             raise Conflict(f"Not enough stock for product {product.product_id}",
                            code="insufficient_stock")
     ORDERS_CREATED.inc(len(orders))
     by_order: dict[int, list[Any]] = {order.id: [] for order in orders}
-    for row in rows:
+    for row in items.rows:
         by_order[row.order_id].append(row)
     return [(order, by_order[order.id]) for order in orders]
 
