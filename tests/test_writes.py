@@ -1,4 +1,4 @@
-"""kit.sql.Writes: queued writes run in order, in the caller's transaction, and fail whole.
+"""kit.sql.Pipeline: queued writes run in order, in the caller's transaction, and fail whole.
 
 On PostgreSQL they go out in one psycopg pipeline (one round trip, counted here from
 libpq's protocol trace); on SQLite through SQLAlchemy one after another. Both must give
@@ -8,19 +8,16 @@ nothing of any of them once the transaction rolls back.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
+from tests.wire import client_messages, since_last_begin
 from ticketing.db import Database
 from ticketing.kit.clock import utcnow
-from ticketing.kit.sql import Writes
+from ticketing.kit.sql import Pipeline
 from ticketing.models import Notification, Product, Tenant
 
 _NOTES, _PRODUCTS = Notification.__table__, Product.__table__
@@ -66,15 +63,15 @@ def test_writes_run_in_order_and_return_their_rows_in_order(db):
     tags = [f"n{i}" for i in range(7)]
     when = utcnow() - timedelta(minutes=5)
     with db.transaction() as session:
-        writes = Writes(session)
-        noted = writes.add(_ADD_NOTE, [_note(tenant, t, when) for t in tags], expect=7)
-        plain = writes.add(_ADD_PLAIN, [_note(tenant, "plain")])
-        sold = writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 2},
+        pipeline = Pipeline(session)
+        noted = pipeline.write(_ADD_NOTE, [_note(tenant, t, when) for t in tags], expect=7)
+        plain = pipeline.write(_ADD_PLAIN, [_note(tenant, "plain")])
+        sold = pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 2},
                                   {"w_tenant": tenant, "w_product": 102, "d_sold": 1},
                                   {"w_tenant": tenant, "w_product": 999, "d_sold": 1}])
-        nothing = writes.add(_SELL, [])
+        nothing = pipeline.write(_SELL, [])
         assert noted.rows == [] and sold.rowcount == -1  # nothing sent before the flush
-        writes.flush()
+        pipeline.flush()
         stored_at = session.execute(select(_NOTES.c.received_at).where(
             _NOTES.c.request_id == "n0")).scalar_one()
     assert [row[1] for row in noted.rows] == tags  # ids in the order the rows were given
@@ -93,11 +90,11 @@ def test_a_row_count_other_than_expected_fails_the_whole_transaction(db):
     before = _sold(db, tenant)
     with pytest.raises(RuntimeError, match="1 rows written where 2 were expected"):
         with db.transaction() as session:
-            writes = Writes(session)
-            writes.add(_ADD_NOTE, [_note(tenant, "lost")])
-            writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1},
+            pipeline = Pipeline(session)
+            pipeline.write(_ADD_NOTE, [_note(tenant, "lost")])
+            pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1},
                                {"w_tenant": tenant, "w_product": 999, "d_sold": 1}], expect=2)
-            writes.flush()
+            pipeline.flush()
     assert _notes(db) == [] and _sold(db, tenant) == before
 
 
@@ -108,16 +105,16 @@ def test_a_database_error_among_the_writes_leaves_none_of_them(db):
     before = _sold(db, tenant)
     with pytest.raises((DBAPIError, db.engine.dialect.loaded_dbapi.Error)):
         with db.transaction() as session:
-            writes = Writes(session)
-            writes.add(_ADD_NOTE, [_note(tenant, "first")])
-            writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 10**12}])
-            writes.add(_ADD_NOTE, [_note(tenant, "third")])
-            writes.flush()
+            pipeline = Pipeline(session)
+            pipeline.write(_ADD_NOTE, [_note(tenant, "first")])
+            pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 10**12}])
+            pipeline.write(_ADD_NOTE, [_note(tenant, "third")])
+            pipeline.flush()
     assert _notes(db) == [] and _sold(db, tenant) == before
     with db.transaction() as session:
-        writes = Writes(session)
-        writes.add(_ADD_NOTE, [_note(tenant, "next")])
-        writes.flush()
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_NOTE, [_note(tenant, "next")])
+        pipeline.flush()
     assert _notes(db) == [("next", {"x-tag": "next"})]
 
 
@@ -132,35 +129,9 @@ def test_a_missing_python_side_default_is_refused_not_left_null(db):
            "created_at": utcnow()}  # no `applied`, no `refunded`
     with pytest.raises(ValueError, match="no value for"):
         with db.transaction() as session:
-            writes = Writes(session)
-            writes.add(insert(PaymentTransaction.__table__), [row])
-            writes.flush()
-
-
-@contextmanager
-def _client_messages(db: Database) -> Iterator[list[str]]:
-    """The protocol messages libpq sends on connections opened inside the block."""
-    from psycopg import pq
-
-    fd, name = tempfile.mkstemp(suffix=".trace")
-    sent: list[str] = []
-
-    def on_connect(dbapi_conn, _record) -> None:
-        dbapi_conn.pgconn.trace(fd)
-        dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-
-    event.listen(db.engine, "connect", on_connect)
-    db.engine.dispose()
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine, "connect", on_connect)
-        db.engine.dispose()
-        os.close(fd)
-        with open(name) as trace:
-            sent.extend(line.split("\t", 2)[2].strip() for line in trace
-                        if line.startswith("F\t") and line.count("\t") >= 2)
-        os.unlink(name)
+            pipeline = Pipeline(session)
+            pipeline.write(insert(PaymentTransaction.__table__), [row])
+            pipeline.flush()
 
 
 def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
@@ -174,16 +145,15 @@ def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
             with db.transaction() as session:
                 load_demo(session)
             tenant = _tenant(db)
-        with _client_messages(db) as sent:
+        with client_messages(db) as sent:
             with db.transaction() as session:
-                writes = Writes(session)
-                writes.add(_ADD_NOTE, [_note(tenant, f"r{i}") for i in range(5)])
-                writes.add(_ADD_PLAIN, [_note(tenant, f"p{i}") for i in range(3)])
-                writes.add(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1}])
+                pipeline = Pipeline(session)
+                pipeline.write(_ADD_NOTE, [_note(tenant, f"r{i}") for i in range(5)])
+                pipeline.write(_ADD_PLAIN, [_note(tenant, f"p{i}") for i in range(3)])
+                pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1}])
                 session.execute(select(Tenant.id).where(Tenant.id == tenant))  # on its own
-                writes.flush()
-        begin = max(i for i, m in enumerate(sent) if m.startswith('Query\t "BEGIN"'))
-        kinds = [m.split("\t")[0] for m in sent[begin:]]
+                pipeline.flush()
+        kinds = since_last_begin(sent)
         assert kinds.count("Execute") == 1 + 5 + 3 + 1, kinds  # the SELECT, then each row
         # BEGIN, the SELECT, the writes (one exchange), COMMIT
         assert kinds.count("Sync") + kinds.count("Query") == 4, kinds

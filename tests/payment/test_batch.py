@@ -14,8 +14,10 @@ from threading import Barrier
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.audit.books import violations
+from tests.wire import client_messages, exchanges, since_last_begin
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
 from ticketing.db import Database
 from ticketing.payment import flows
@@ -86,6 +88,40 @@ def test_a_batch_applies_the_common_case_and_leaves_the_rest_to_the_single_path(
     assert sorted(n["outcome"] for n in kept) == ["needs_refund", "processed"]
     # kept with the request id of the request that brought it, not of the batch's runner
     assert [n["request_id"] for n in kept if n["outcome"] == "processed"] == ["req"]
+    assert violations(db) == []
+
+
+def test_a_batch_goes_to_the_database_in_four_round_trips_and_its_commit(client, db, db_url):
+    """Secrets; locks, recorded transactions and items; entitlements; every write. The
+    same statements on either database; on PostgreSQL, those four round trips, BEGIN
+    and COMMIT."""
+    orders = [place_order(client, items=[(101, 1), (102, 1)]) for _ in range(3)]
+    batch = [_waiting(_success(o, txn_id())) for o in orders]
+    seen: list[str] = []
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        seen.append(sql.split()[0])
+
+    event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        if db_url.startswith("sqlite"):
+            with db.transaction() as session:
+                assert len(apply_batch(session, batch)) == 3
+            kinds = None
+        else:
+            with client_messages(db) as sent:
+                with db.transaction() as session:
+                    assert len(apply_batch(session, batch)) == 3
+            kinds = since_last_begin(sent)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+    work = [s for s in seen if s != "BEGIN"]  # SQLite's BEGIN IMMEDIATE is a statement
+    # orders, tickets, events, transactions, notifications (SQLite: one INSERT each, as
+    # its RETURNING rows come back in no set order), products
+    inserts = 3 + (3 if db_url.startswith("sqlite") else 1)
+    assert work == ["SELECT"] * 5 + ["UPDATE"] + ["INSERT"] * inserts + ["UPDATE"], seen
+    if kinds is not None:
+        assert exchanges(kinds) == 6, " ".join(kinds)
     assert violations(db) == []
 
 

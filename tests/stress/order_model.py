@@ -1,6 +1,6 @@
 """What the rules say should happen to orders, stock and payments: a model to test against.
 
-Written from the contract and the state table (order/state.py TRANSITIONS), not from the
+Queued from the contract and the state table (order/state.py TRANSITIONS), not from the
 service code: a notification is replayed, refused as a conflict, or applied; an applied
 SUCCESS pays a payable order (or revives a closed one whose stock is still free) and is
 otherwise money to refund; a FAILED one marks a payable order failed and is otherwise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, func, literal_column, select, true
@@ -104,50 +105,68 @@ class ListLookup:
         conn = session.connection()
         return conn.execute(self.statements[conn.dialect.name], params)
 
+    def queue(self, pipeline: Pipeline, params: dict[str, Any]) -> Queued:
+        """The dialect's statement, queued in `pipeline`; its rows once it is flushed."""
+        return pipeline.read(self.statements[pipeline.dialect], params)
 
-class Written:
-    """What one queued write did, known once its `Writes` is flushed."""
+
+class Queued:
+    """What one queued statement did, known once its `Pipeline` is flushed: the rows it
+    returned (named tuples, or SQLAlchemy's rows: read by position and by name), and for
+    a write the rows it changed."""
 
     def __init__(self) -> None:
         self.rowcount = -1
         self.rows: list[Any] = []
 
 
-class Writes:
-    """INSERTs and UPDATEs of one transaction, queued, then sent together by `flush`.
+class Pipeline:
+    """Statements of one transaction, queued, then sent together by `flush`.
 
-    A notification batch writes six tables; each statement sent on its own is a round
-    trip, and on a loopback connection a round trip costs both processes system calls
-    and a wake-up (measured here: 60-70 µs of kernel time on the client per round trip,
-    and about as much on the server), plus SQLAlchemy's work per execution, more than
-    the statement's own cost in the database. On PostgreSQL, `flush` sends every queued
-    statement, each with all its parameter sets, in one psycopg pipeline: one round
-    trip for all of them, in the order queued. Each statement is compiled by
-    SQLAlchemy once per dialect and set of columns (`_compiled`), so the SQL is the
-    same the Core statement would run, with the same type conversions. Elsewhere
-    (SQLite runs in-process: a round trip costs nothing) each runs through SQLAlchemy
-    in turn, as `run` would.
+    A notification batch reads four tables and writes six; each statement sent on its
+    own is a round trip, and on a loopback connection a round trip costs both processes
+    system calls and a wake-up (measured here: 60-70 µs of kernel time on the client,
+    and about as much on the server), plus SQLAlchemy's work per execution (about
+    140 µs), more than most of these statements cost the database. On PostgreSQL,
+    `flush` sends every queued statement, a write with all its parameter sets, in one
+    psycopg pipeline: one round trip for all of them, run by the server in the order
+    queued (a statement sees what the ones before it did, and a read queued after a
+    locking read sees what was committed before the lock was granted). (psycopg
+    still sends a transaction's BEGIN as an exchange of its own.) Each
+    statement is compiled by SQLAlchemy once per dialect and set of parameter names
+    (`_compiled`), and its parameters and rows converted by the column types as
+    SQLAlchemy would, so the SQL and the values are the ones the Core statement would
+    have. Elsewhere (SQLite runs in-process: a round trip costs nothing) each runs
+    through SQLAlchemy in turn, as `run` would.
 
-    The statements run in the session's transaction, and nothing is committed by a
-    flush. A failure of any of them raises, and the caller's transaction rolls back
-    whole. `expect` is the number of rows a write must change; a different count
-    raises RuntimeError (an UPDATE guarded by a lock that did not guard).
+    Nothing is committed by a flush. A failure of any statement raises, and the
+    caller's transaction rolls back whole. `expect` is the number of rows a write
+    must change; a different count raises RuntimeError (an UPDATE guarded by a lock
+    that did not guard). Listeners of SQLAlchemy's `before_cursor_execute` see every
+    statement, pipelined or not.
     """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._queued: list[tuple[Any, list[dict[str, Any]], int | None, Written]] = []
+        self.dialect: str = session.get_bind().dialect.name
+        self._queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]] = []
 
-    def add(self, stmt: Any, params: list[dict[str, Any]], *,
-            expect: int | None = None) -> Written:
-        """Queue `stmt` for every parameter set in `params`; what it did, after `flush`."""
-        written = Written()
+    def read(self, stmt: Any, params: dict[str, Any]) -> Queued:
+        """Queue a SELECT; its rows, after `flush`."""
+        queued = Queued()
+        self._queued.append((stmt, [params], None, queued))
+        return queued
+
+    def write(self, stmt: Any, params: list[dict[str, Any]], *,
+              expect: int | None = None) -> Queued:
+        """Queue an INSERT or UPDATE for every parameter set in `params`."""
+        queued = Queued()
         if params:
             _check_defaults(stmt, tuple(params[0]))
-            self._queued.append((stmt, params, expect, written))
+            self._queued.append((stmt, params, expect, queued))
         else:
-            written.rowcount = 0
-        return written
+            queued.rowcount = 0
+        return queued
 
     def flush(self) -> None:
         """Run what is queued, in order; check each write's expected row count."""
@@ -158,11 +177,11 @@ class Writes:
         if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
             _pipelined(conn, queued)
         else:
-            for stmt, params, _expect, written in queued:
-                _one_by_one(conn, stmt, params, written)
-        for stmt, params, expect, written in queued:
-            if expect is not None and written.rowcount != expect:
-                raise RuntimeError(f"{written.rowcount} rows written where {expect} were expected "
+            for stmt, params, _expect, done in queued:
+                _one_by_one(conn, stmt, params, done)
+        for stmt, params, expect, done in queued:
+            if expect is not None and done.rowcount != expect:
+                raise RuntimeError(f"{done.rowcount} rows written where {expect} were expected "
                                    f"({stmt.table.name})")
 
 
@@ -177,12 +196,19 @@ def execute_many(conn: Any, stmt: Any, params: list[dict[str, Any]]) -> int:
     return sum(conn.execute(stmt, one).rowcount for one in params)
 
 
-def _one_by_one(conn: Any, stmt: Any, params: list[dict[str, Any]], written: Written) -> None:
-    if stmt._returning:  # a RETURNING statement: SQLAlchemy's multi-row form, rows in order
-        written.rows = list(conn.execute(stmt, params))
-        written.rowcount = len(written.rows)
+def _returns_rows(stmt: Any) -> bool:
+    return bool(stmt.is_select or stmt._returning)
+
+
+def _one_by_one(conn: Any, stmt: Any, params: list[dict[str, Any]], done: Queued) -> None:
+    if stmt.is_select:
+        done.rows = list(conn.execute(stmt, params[0]))
+        done.rowcount = len(done.rows)
+    elif stmt._returning:  # SQLAlchemy's multi-row form, rows in the order given
+        done.rows = list(conn.execute(stmt, params))
+        done.rowcount = len(done.rows)
     else:
-        written.rowcount = execute_many(conn, stmt, params)
+        done.rowcount = execute_many(conn, stmt, params)
 
 
 _CHECKED: set[tuple[int, tuple[str, ...]]] = set()
@@ -200,68 +226,86 @@ def _check_defaults(stmt: Any, keys: tuple[str, ...]) -> None:
     _CHECKED.add((id(stmt), keys))
 
 
-_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[str, dict[str, Any], Any]] = {}
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    binds: dict[str, Any]   # parameter name -> the column type's conversion, where it has one
+    row: Any                # the named tuple of a returned row
+    columns: tuple[Any, ...]  # each returned column's conversion, or None
+    stmt: Any               # kept, so its id is not reused while it is cached here
 
 
-def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any], Any]:
-    """`stmt` compiled for an executemany with parameters `keys`: SQL, bind processors, and
-    the statement itself (kept, so its id is never reused while cached)."""
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
+
+
+def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
+    """`stmt` compiled for parameters `keys` (a write: for an executemany)."""
     key = (id(stmt), dialect.name, keys)
     found = _COMPILED.get(key)
     if found is None:
-        # For an executemany, unless it returns rows: with RETURNING, SQLAlchemy would
-        # compile its own multi-row form; psycopg runs the one-row form for each row.
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys),
-                                for_executemany=not stmt._returning)
-        found = _COMPILED[key] = (compiled.string, dict(compiled._bind_processors), stmt)
+        # An executemany unless rows come back: with RETURNING, SQLAlchemy would compile
+        # its own multi-row form; psycopg runs the one-row form for each parameter set.
+        compiled = stmt.compile(dialect=dialect, column_keys=None if stmt.is_select else
+                                list(keys), for_executemany=not _returns_rows(stmt))
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("a statement with an expanding parameter cannot be pipelined")
+        names = tuple(c[0] for c in compiled._result_columns)
+        found = _COMPILED[key] = _Compiled(
+            compiled.string, dict(compiled._bind_processors),
+            namedtuple("Returned", names) if names else None,  # type: ignore[misc]
+            tuple(c[3]._cached_result_processor(dialect, None)
+                  for c in compiled._result_columns),
+            stmt)
     return found
 
 
-def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Written]]
+def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                ) -> None:
-    """The writes in one psycopg pipeline: one round trip (see Writes)."""
+    """The statements in one psycopg pipeline: one round trip (see Pipeline)."""
     driver = conn.connection.driver_connection
     events = conn._has_events or conn.engine._has_events
     cursors = []
     try:
         with driver.pipeline():
-            for stmt, params, _expect, _written in queued:
-                sql, processors, _ = _compiled(stmt, conn.dialect, tuple(params[0]))
-                if processors:
-                    params = [{k: (processors[k](v) if k in processors else v)
+            for stmt, params, _expect, _done in queued:
+                plan = _compiled(stmt, conn.dialect, tuple(params[0]))
+                if plan.binds:
+                    params = [{k: (plan.binds[k](v) if k in plan.binds else v)
                                for k, v in row.items()} for row in params]
                 cursor = driver.cursor()
-                cursors.append(cursor)
+                cursors.append((cursor, plan))
                 if events:  # what listeners of executed statements see (tests, the bench)
-                    conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, True)
-                cursor.executemany(sql, params, returning=bool(stmt._returning))
-        for (stmt, _params, _expect, written), cursor in zip(queued, cursors, strict=True):
-            if stmt._returning:  # a result set per row, each with its own row count
-                written.rows = _returned(cursor)
-                written.rowcount = len(written.rows)
+                    conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, params, None,
+                                                        not stmt.is_select)
+                if stmt.is_select:
+                    cursor.execute(plan.sql, params[0])
+                else:
+                    cursor.executemany(plan.sql, params, returning=bool(stmt._returning))
+        for (stmt, _params, _expect, done), (cursor, plan) in zip(queued, cursors, strict=True):
+            if _returns_rows(stmt):  # one result set per parameter set
+                done.rows = _returned(cursor, plan)
+                done.rowcount = len(done.rows)
             else:  # the sum over the parameter sets
-                written.rowcount = cursor.rowcount
+                done.rowcount = cursor.rowcount
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
         raise
     finally:
-        for cursor in cursors:
+        for cursor, _plan in cursors:
             cursor.close()
 
 
-_ROW_TYPES: dict[tuple[str, ...], Any] = {}
-
-
-def _returned(cursor: Any) -> list[Any]:
-    """The rows an executemany(returning=True) returned, one result set per parameter set,
-    as named tuples (by position and by column name, as SQLAlchemy's rows)."""
-    names = tuple(column.name for column in cursor.description)
-    row_type = _ROW_TYPES.get(names)
-    if row_type is None:
-        row_type = _ROW_TYPES[names] = namedtuple("Returned", names)  # type: ignore[misc]
+def _returned(cursor: Any, plan: _Compiled) -> list[Any]:
+    """The rows of every result set of `cursor`, converted as SQLAlchemy would."""
+    convert = [(i, f) for i, f in enumerate(plan.columns) if f is not None]
     rows = []
     while True:
-        rows.extend(map(row_type._make, cursor.fetchall()))
+        for raw in cursor.fetchall():
+            if convert:
+                raw = list(raw)
+                for i, f in convert:
+                    raw[i] = f(raw[i])
+            rows.append(plan.row._make(raw))
         if not cursor.nextset():
             return rows

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import Writes, Written, run
+from ticketing.kit.sql import Pipeline, Queued, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Notification
 
@@ -26,9 +26,9 @@ class NotificationRepository(TenantRepository):
         return [row[0] for row in run(session, _ADD, rows)]
 
     @staticmethod
-    def queue_many(writes: Writes, rows: list[dict[str, Any]]) -> Written:
-        """`add_many` queued in `writes`: the ids are its rows, in order, once flushed."""
-        return writes.add(_ADD, rows, expect=len(rows))
+    def queue_many(pipeline: Pipeline, rows: list[dict[str, Any]]) -> Queued:
+        """`add_many` queued in `pipeline`: the ids are its rows, in order, once flushed."""
+        return pipeline.write(_ADD, rows, expect=len(rows))
 
     def latest(self, *, outcome: str | None, order_id: int | None, limit: int,
                before_id: int | None) -> list[Notification]:

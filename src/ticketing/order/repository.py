@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ticketing.db import run_last
-from ticketing.kit.sql import (ListLookup, Writes, Written, execute_many, grouped, no_index_key,
+from ticketing.kit.sql import (ListLookup, Pipeline, Queued, execute_many, grouped, no_index_key,
                                run)
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import Order, OrderEvent, OrderItem, Product
@@ -66,65 +67,70 @@ class OrderRepository(TenantRepository):
     """Orders of one tenant, and the stock counters they move."""
 
     @staticmethod
-    def lock_many(session: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], Row[Any]]:
-        """Lock the orders named by (tenant, order id); rows.
+    def lock_many(pipeline: Pipeline, keys: list[tuple[int, int]]
+                  ) -> Callable[[], dict[tuple[int, int], Any]]:
+        """Lock the orders named by (tenant, order id), queued in `pipeline`; once it is
+        flushed, the call returns their rows by (tenant, order id).
 
         Locks are taken tenant by tenant, each tenant's in id order: every path that
         locks several orders does it in this one order, so two batches never deadlock.
         """
-        locked = {}
-        for tenant_id, order_ids in grouped(keys):
-            params = {"tenant_id": tenant_id, "order_ids": order_ids}
-            for row in _LOCK_MANY.run(session, params):
-                locked[(row.tenant_id, row.id)] = row
-        return locked
+        queued = [_LOCK_MANY.queue(pipeline, {"tenant_id": tenant_id, "order_ids": order_ids})
+                  for tenant_id, order_ids in grouped(keys)]
+        return lambda: {(row.tenant_id, row.id): row for q in queued for row in q.rows}
 
     @staticmethod
-    def items_many(session: Session, keys: list[tuple[int, int]]) -> dict[int, list[Row[Any]]]:
-        """The items of several orders named by (tenant, order id), by order id."""
-        items: dict[int, list[Row[Any]]] = {}
-        for tenant_id, order_ids in grouped(keys):
-            params = {"tenant_id": tenant_id, "order_ids": order_ids}
-            for row in _ITEMS_MANY.run(session, params):
-                items.setdefault(row.order_id, []).append(row)
-        return items
+    def items_many(pipeline: Pipeline, keys: list[tuple[int, int]]
+                   ) -> Callable[[], dict[int, list[Any]]]:
+        """The items of several orders named by (tenant, order id), queued in `pipeline`;
+        once it is flushed, the call returns them by order id."""
+        queued = [_ITEMS_MANY.queue(pipeline, {"tenant_id": tenant_id, "order_ids": order_ids})
+                  for tenant_id, order_ids in grouped(keys)]
+
+        def by_order() -> dict[int, list[Any]]:
+            items: dict[int, list[Any]] = {}
+            for q in queued:
+                for row in q.rows:
+                    items.setdefault(row.order_id, []).append(row)
+            return items
+        return by_order
 
     @staticmethod
     def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]],
-                   writes: Writes | None = None) -> None:
+                   pipeline: Pipeline | None = None) -> None:
         """`set_state` for several (order, values, expected state); raises if one moved.
-        With `writes`, queued there (and checked when it is flushed)."""
+        With `pipeline`, queued there (and checked when it is flushed)."""
         by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for order, values, expected in moves:
             params = {f"v_{key}": value for key, value in values.items()}
             params.update(w_tenant=order.tenant_id, w_order=order.id, w_expected=expected)
             by_keys.setdefault(tuple(values), []).append(params)
         for keys, params in by_keys.items():
-            if writes is not None:
-                writes.add(_set_state_stmt(keys), params, expect=len(params))
+            if pipeline is not None:
+                pipeline.write(_set_state_stmt(keys), params, expect=len(params))
             elif _execute_many(session, _set_state_stmt(keys), params) != len(params):
                 raise RuntimeError("an order changed state under its lock")
 
     @staticmethod
     def record_events(session: Session, events: list[tuple[int, int, int, int, bool, str, datetime]],
-                      writes: Writes | None = None) -> None:
-        """`record_event` for several orders at once (queued in `writes`, if given)."""
+                      pipeline: Pipeline | None = None) -> None:
+        """`record_event` for several orders at once (queued in `pipeline`, if given)."""
         rows = [{"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
                  "to_state": to_state, "accepted": accepted, "reason": reason[:200],
                  "created_at": when}
                 for tenant_id, order_id, from_state, to_state, accepted, reason, when in events]
-        if writes is not None:
-            writes.add(_ADD_EVENT, rows)
+        if pipeline is not None:
+            pipeline.write(_ADD_EVENT, rows)
         else:
             run(session, _ADD_EVENT, rows)
 
     @staticmethod
-    def queue_stock_moves(session: Session, writes: Writes) -> None:
+    def queue_stock_moves(session: Session, pipeline: Pipeline) -> None:
         """The stock moves queued by `move_stock_last` in this transaction, queued in
-        `writes` instead: sent with them, after them (the hot rows last)."""
+        `pipeline` instead: sent with them, after them (the hot rows last)."""
         params = _stock_move_params(session)
         if params:
-            writes.add(_MOVE, params, expect=len(params))
+            pipeline.write(_MOVE, params, expect=len(params))
 
     def by_id(self, order_id: int, *, lock: bool = False) -> Order | None:
         stmt = _BY_ID_LOCKED if lock else _BY_ID
@@ -147,21 +153,21 @@ class OrderRepository(TenantRepository):
         return list(run(self.session, _ITEMS_OF, params))
 
     @staticmethod
-    def add_many_in(writes: Writes, rows: list[dict[str, Any]]) -> Written:
-        """Insert order rows (each names its tenant) in `writes`; their ids are its rows."""
-        return writes.add(_ADD_ORDER, rows, expect=len(rows))
+    def add_many_in(pipeline: Pipeline, rows: list[dict[str, Any]]) -> Queued:
+        """Insert order rows (each names its tenant) in `pipeline`; their ids are its rows."""
+        return pipeline.write(_ADD_ORDER, rows, expect=len(rows))
 
     @staticmethod
-    def add_items_in(writes: Writes, rows: list[dict[str, Any]]) -> Written:
-        """Insert order items (each names its tenant and order) in `writes`; its rows are
+    def add_items_in(pipeline: Pipeline, rows: list[dict[str, Any]]) -> Queued:
+        """Insert order items (each names its tenant and order) in `pipeline`; its rows are
         theirs, in order."""
-        return writes.add(_ADD_ITEMS, rows, expect=len(rows))
+        return pipeline.write(_ADD_ITEMS, rows, expect=len(rows))
 
     @staticmethod
-    def reserve_in(writes: Writes, tenant_id: int, product_pk: int, qty: int) -> Written:
+    def reserve_in(pipeline: Pipeline, tenant_id: int, product_pk: int, qty: int) -> Queued:
         """Hold `qty` units if that many are free (compare-and-set, no lock needed), queued
-        in `writes`: once it is flushed, a row count of 1 if they were held."""
-        return writes.add(_RESERVE, [{"w_tenant": tenant_id, "w_product": product_pk,
+        in `pipeline`: once it is flushed, a row count of 1 if they were held."""
+        return pipeline.write(_RESERVE, [{"w_tenant": tenant_id, "w_product": product_pk,
                                       "qty": qty}])
 
     def _stock(self, stmt: Any, product_pk: int, qty: int) -> bool:

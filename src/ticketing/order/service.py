@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ticketing.kit.clock import rfc3339, utcnow
 from ticketing.kit.errors import Conflict, Invalid, NotFound
 from ticketing.kit.metrics import ORDERS_CREATED, TICKETS_ISSUED
-from ticketing.kit.sql import Writes
+from ticketing.kit.sql import Pipeline
 from ticketing.models import Order
 from ticketing.order.repository import OrderRepository, pending_orders_due
 from ticketing.order.state import PENDING_STATES, PayState, is_allowed, order_status
@@ -131,12 +131,12 @@ def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, 
     statement per product, the units of all the orders summed), or two orders naming
     the same products in opposite orders deadlock. 409 if a product lacks the units.
     """
-    writes = Writes(session)  # two exchanges: the orders, then their items and stock
-    added = OrderRepository.add_many_in(writes, [plan.values for plan in plans])
-    writes.flush()
+    pipeline = Pipeline(session)  # two exchanges: the orders, then their items and stock
+    added = OrderRepository.add_many_in(pipeline, [plan.values for plan in plans])
+    pipeline.flush()
     orders = [Order(id=row[0], **plan.values)  # detached copies of the rows, for the answer
               for row, plan in zip(added.rows, plans, strict=True)]
-    items = OrderRepository.add_items_in(writes, [
+    items = OrderRepository.add_items_in(pipeline, [
         {
             "tenant_id": order.tenant_id, "order_id": order.id, "product_pk": product.id,
             "product_id": product.product_id, "product_name": product.name, "quantity": qty,
@@ -148,9 +148,9 @@ def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, 
     for order, plan in zip(orders, plans, strict=True):
         for product, qty in plan.lines:
             held.setdefault((product.id, order.tenant_id), [product, 0])[1] += qty
-    reserved = [(product, OrderRepository.reserve_in(writes, tenant_id, product_pk, qty))
+    reserved = [(product, OrderRepository.reserve_in(pipeline, tenant_id, product_pk, qty))
                 for (product_pk, tenant_id), (product, qty) in sorted(held.items())]
-    writes.flush()
+    pipeline.flush()
     for product, written in reserved:
         if written.rowcount != 1:
             raise Conflict(f"Not enough stock for product {product.product_id}",
@@ -228,26 +228,26 @@ def paid_values(now: datetime, paid_at: datetime | None, transaction_id: str | N
 
 
 def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime,
-                       writes: Writes) -> list[list[dict[str, Any]]]:
+                       pipeline: Pipeline) -> list[list[dict[str, Any]]]:
     """Several pending orders paid at once: each order's issued tickets.
 
     `paid` holds (order, items, reason, gateway, transaction_id, paid_at)
     for locked orders in a pending state, which `is_allowed` lets move to PAID: the
     effects of `update_order_payment_status` for that transition, written for all
     the orders together (one statement per table instead of one per order), queued
-    in `writes` with the stock moves last: the caller flushes it.
+    in `pipeline` with the stock moves last: the caller flushes it.
     """
     for order, items, *_ in paid:
         _paid_side_effects(OrderRepository(session, order.tenant_id), order, items,
                            PayState(order.payment_status))
     moves = [(order, paid_values(now, paid_at, txn_id, gateway), int(order.payment_status))
              for order, _items, _reason, gateway, txn_id, paid_at in paid]
-    OrderRepository.set_states(session, moves, writes)
+    OrderRepository.set_states(session, moves, pipeline)
     issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now,
-                                      writes)
+                                      pipeline)
     OrderRepository.record_events(session, [
         (order.tenant_id, order.id, int(order.payment_status), int(PayState.PAID), True,
-         reason, now) for order, _items, reason, *_ in paid], writes)
+         reason, now) for order, _items, reason, *_ in paid], pipeline)
     TICKETS_ISSUED.inc(sum(map(len, issued)))
     return issued
 

@@ -36,7 +36,7 @@ from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.clock import utcnow
 from ticketing.kit.errors import Invalid
 from ticketing.kit.faults import fault_point
-from ticketing.kit.sql import Writes
+from ticketing.kit.sql import Pipeline
 from ticketing.notification.repository import NotificationRepository
 from ticketing.notification.service import kept_headers, notification_row
 from ticketing.order import service as orders
@@ -47,7 +47,8 @@ from ticketing.payment.gateways import mock
 from ticketing.payment.gateways.base import PaymentNotice, Received
 from ticketing.payment.repository import PaymentRepository
 from ticketing.payment.service import NotifyResult, notice_reason, processed_body, txn_row
-from ticketing.tenant.service import find_tenant, gateway_config
+from ticketing.tenant.repository import gateway_settings_in
+from ticketing.tenant.service import find_tenant
 
 log = structlog.get_logger(component="payment")
 
@@ -79,19 +80,26 @@ class _Candidate:
         return self.tenant_id, self.notice.gateway, self.notice.gateway_txn_id
 
 
-def _candidates(session: Session, batch: list[Entry[MockNotification]]) -> list[_Candidate]:
+def _secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
+    """Each tenant's mock-gateway secret, read in one round trip."""
+    queued = {tenant_id: gateway_settings_in(pipeline, tenant_id, mock.NAME)
+              for tenant_id in sorted(tenant_ids)}
+    pipeline.flush()
+    return {tenant_id: (q.rows[0].secrets or {}).get("secret") if q.rows else None
+            for tenant_id, q in queued.items()}
+
+
+def _candidates(session: Session, pipeline: Pipeline,
+                batch: list[Entry[MockNotification]]) -> list[_Candidate]:
     """The verified first-seen SUCCESS notifications of the batch, one per order and txn."""
-    secrets: dict[int, str | None] = {}
+    tenants = [find_tenant(session, entry.value.slug) for entry in batch]
+    secrets = _secrets(pipeline, {tenant.id for tenant in tenants if tenant is not None})
     seen: set[Any] = set()
     out = []
-    for index, entry in enumerate(batch):
+    for index, (entry, tenant) in enumerate(zip(batch, tenants, strict=True)):
         waiting = entry.value
-        tenant = find_tenant(session, waiting.slug)
         if tenant is None:
             continue
-        if tenant.id not in secrets:
-            row = gateway_config(session, tenant.id, mock.NAME)
-            secrets[tenant.id] = (row.secrets or {}).get("secret") if row else None
         verification = mock.verify(secrets[tenant.id], waiting.raw,
                                    waiting.headers.get("x-mock-signature"))
         if verification == "failed":
@@ -115,11 +123,17 @@ def _candidates(session: Session, batch: list[Entry[MockNotification]]) -> list[
 def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
     """Apply what can be applied together, in the caller's transaction; their answers
     by position in `batch` (valid once the transaction commits)."""
-    candidates = _candidates(session, batch)
+    # BEGIN, then four round trips (secrets; locks and reads; entitlements; writes), COMMIT
+    pipeline = Pipeline(session)
+    candidates = _candidates(session, pipeline, batch)
     if len(candidates) < 2:
         return {}
-    locked = OrderRepository.lock_many(session, [c.order_key for c in candidates])
-    recorded = PaymentRepository.txns_by_key(session, [c.txn_key for c in candidates])
+    # the orders locked, then (each after the locks) what was recorded and their items
+    lock = OrderRepository.lock_many(pipeline, [c.order_key for c in candidates])
+    txns = PaymentRepository.txns_by_key(pipeline, [c.txn_key for c in candidates])
+    items_of = OrderRepository.items_many(pipeline, [c.order_key for c in candidates])
+    pipeline.flush()
+    locked, recorded, items = lock(), txns(), items_of()
     ready = []
     for c in candidates:
         order = locked.get(c.order_key)
@@ -130,26 +144,24 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     if not ready:
         return {}
     fault_point("payment.before_apply")
-    items = OrderRepository.items_many(session, [c.order_key for c, _ in ready])
     now = utcnow()
-    writes = Writes(session)  # every write of the batch, sent together (one round trip)
     issued = orders.pay_pending_orders(session, [
         (order, items.get(order.id, []), notice_reason(c.notice), c.notice.gateway,
-         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now, writes)
+         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now, pipeline)
     bodies = [processed_body(order.id, order_status(PayState.PAID), tickets)
               for (_, order), tickets in zip(ready, issued, strict=True)]
     PaymentRepository.add_txns(session, [
         txn_row(c.tenant_id, c.notice, order.id, "processed", True, body)
-        for (c, order), body in zip(ready, bodies, strict=True)], writes)
+        for (c, order), body in zip(ready, bodies, strict=True)], pipeline)
     fault_point("payment.before_record")
-    recorded = NotificationRepository.queue_many(writes, [
+    kept = NotificationRepository.queue_many(pipeline, [
         notification_row(c.tenant_id, c.received, outcome="processed", http_status=200,
                          notice=c.notice, order_id=order.id,
                          request_id=c.entry.context.get("request_id"))
         for c, order in ready])
-    OrderRepository.queue_stock_moves(session, writes)  # the hot product rows, last
-    writes.flush()
-    ids = [row[0] for row in recorded.rows]
+    OrderRepository.queue_stock_moves(session, pipeline)  # the hot product rows, last
+    pipeline.flush()
+    ids = [row[0] for row in kept.rows]
     results = {}
     for (c, order), body, nid, tickets in zip(ready, bodies, ids, issued, strict=True):
         with structlog.contextvars.bound_contextvars(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, Writes, grouped, run
+from ticketing.kit.sql import ListLookup, Pipeline, grouped, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import PaymentTransaction, Refund
 
@@ -30,24 +31,26 @@ class PaymentRepository(TenantRepository):
                                         "gateway_txn_id": gateway_txn_id}).one_or_none()
 
     @staticmethod
-    def txns_by_key(session: Session, keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
-        """Which of these (tenant, gateway, gateway txn id) are already recorded."""
-        recorded = set()
-        for (tenant_id, gateway), txn_ids in grouped(((t, g), x) for t, g, x in keys):
-            params = {"tenant_id": tenant_id, "gateway": gateway, "gateway_txn_ids": txn_ids}
-            recorded.update((tenant_id, gateway, row[0]) for row in _RECORDED.run(session, params))
-        return recorded
+    def txns_by_key(pipeline: Pipeline, keys: list[tuple[int, str, str]]
+                    ) -> Callable[[], set[tuple[int, str, str]]]:
+        """Which of these (tenant, gateway, gateway txn id) are already recorded: queued in
+        `pipeline`, the call answers once it is flushed."""
+        queued = [((tenant_id, gateway), _RECORDED.queue(pipeline, {
+                      "tenant_id": tenant_id, "gateway": gateway, "gateway_txn_ids": txn_ids}))
+                  for (tenant_id, gateway), txn_ids in grouped(((t, g), x) for t, g, x in keys)]
+        return lambda: {(tenant_id, gateway, row[0])
+                        for (tenant_id, gateway), q in queued for row in q.rows}
 
     @staticmethod
     def add_txns(session: Session, rows: list[dict[str, Any]],
-                 writes: Writes | None = None) -> None:
+                 pipeline: Pipeline | None = None) -> None:
         """Insert transactions (each row names its tenant) in one statement, now or in
-        `writes`.
+        `pipeline`.
 
         UNIQUE (tenant, gateway, txn id) refuses a transaction recorded before.
         """
-        if writes is not None:
-            writes.add(_ADD_TXN, rows, expect=len(rows))
+        if pipeline is not None:
+            pipeline.write(_ADD_TXN, rows, expect=len(rows))
         else:
             run(session, _ADD_TXN, rows)
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, run
+from ticketing.kit.sql import ListLookup, Pipeline, Queued, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import GatewayConfig, Product, ProductEntitlement, Tenant, User
 
@@ -71,3 +71,8 @@ class TenantData(TenantRepository):
         """The settings to read (a row): what every payment and notification needs."""
         params = {"tenant_id": self.tenant_id, "gateway": gateway}
         return run(self.session, _GATEWAY, params).one_or_none()
+
+
+def gateway_settings_in(pipeline: Pipeline, tenant_id: int, gateway: str) -> Queued:
+    """`TenantData.gateway_settings`, queued in `pipeline`: at most one row once flushed."""
+    return pipeline.read(_GATEWAY, {"tenant_id": tenant_id, "gateway": gateway})

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Select, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from ticketing.kit.sql import ListLookup, Writes, grouped, insert_ignoring_conflict, run
+from ticketing.kit.sql import ListLookup, Pipeline, grouped, insert_ignoring_conflict, run
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
@@ -60,10 +60,10 @@ class TicketRepository(TenantRepository):
 
     @staticmethod
     def insert_tickets(session: Session, rows: list[dict[str, Any]],
-                       writes: Writes | None = None) -> None:
-        """Insert tickets (each row names its tenant): one executemany, now or in `writes`."""
-        if writes is not None:
-            writes.add(_ADD_TICKETS, rows, expect=len(rows))
+                       pipeline: Pipeline | None = None) -> None:
+        """Insert tickets (each row names its tenant): one executemany, now or in `pipeline`."""
+        if pipeline is not None:
+            pipeline.write(_ADD_TICKETS, rows, expect=len(rows))
         else:
             run(session, _ADD_TICKETS, rows)
 

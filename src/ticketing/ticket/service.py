@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ticketing.kit.clock import rfc3339
 from ticketing.kit.errors import NotFound
-from ticketing.kit.sql import Writes
+from ticketing.kit.sql import Pipeline
 from ticketing.kit.faults import fault_point
 from ticketing.models import Order, Ticket
 from ticketing.tenant.service import Caller
@@ -29,9 +29,9 @@ def issue_for_order(session: Session, order: Any, items: Sequence[Any],
 
 
 def issue_for_orders(session: Session, orders: Sequence[tuple[Any, Sequence[Any]]],
-                     when: datetime, writes: Writes | None = None) -> list[list[dict[str, Any]]]:
+                     when: datetime, pipeline: Pipeline | None = None) -> list[list[dict[str, Any]]]:
     """Tickets for several paid orders (order, items) in two statements; each order's list.
-    With `writes`, the tickets are queued there, to be inserted when it is flushed.
+    With `pipeline`, the tickets are queued there, to be inserted when it is flushed.
 
     The entitlements of the orders' products are read as they are now, in this
     transaction, and each ticket is inserted with its own copy of them (a copy: a
@@ -55,7 +55,7 @@ def issue_for_orders(session: Session, orders: Sequence[tuple[Any, Sequence[Any]
         for item in items
         for unit in range(item.quantity)
     ]
-    TicketRepository.insert_tickets(session, rows, writes)
+    TicketRepository.insert_tickets(session, rows, pipeline)
     fault_point("tickets.after_first_ticket")  # the tickets are written, the payment not
     issued: dict[int, list[dict[str, Any]]] = {order.id: [] for order, _ in orders}
     for r in rows:
