@@ -24,6 +24,7 @@ from ticketing.db import Database
 from ticketing.kit.sql import ListLookup
 from ticketing.order.repository import _ITEMS_MANY, _LOCK_MANY
 from ticketing.payment.repository import _RECORDED
+from ticketing.ticket.repository import _ENTITLEMENTS_OF_ORDERS
 from ticketing.settings import Settings
 from ticketing.tenant.demo import load_demo
 
@@ -47,6 +48,8 @@ LOOKUPS = {"orders locked by id": (_LOCK_MANY, {"tenant_id": None, "order_ids": 
            "items by order id": (_ITEMS_MANY, {"tenant_id": None, "order_ids": "ids"}),
            "recorded transactions": (_RECORDED, {"tenant_id": None, "gateway": "mock",
                                                  "gateway_txn_ids": "txns"})}
+SQLITE_LOOKUPS = {**LOOKUPS, "entitlements of orders": (
+    _ENTITLEMENTS_OF_ORDERS, {"tenant_id": None, "order_ids": "ids"})}
 
 
 @pytest.fixture
@@ -106,12 +109,33 @@ def test_each_element_is_one_index_probe_on_stale_statistics(grown, name):
     assert plan["Plan"]["Actual Rows"] == 8  # each of the 8 orders has one item, one txn
 
 
-@pytest.mark.parametrize("name", sorted(LOOKUPS))
+@pytest.mark.postgres
+def test_entitlements_of_orders_are_found_through_each_order_s_items(grown):
+    """The entitlements a batch copies onto tickets, read with the orders' items: each
+    order's items by index (the table that grows with every sale). The entitlements
+    themselves are products' settings, a few rows per product: read by their index or,
+    while the table is a page or two, scanned, as every other read of them is."""
+    with psycopg.connect(grown["url"], autocommit=True) as conn:
+        per_product = conn.execute(
+            "SELECT count(*) FROM product_entitlements e JOIN products p ON p.id = e.product_pk "
+            "WHERE p.product_id = 101 AND p.tenant_id = %s", (grown["tenant_id"],)).fetchone()[0]
+        plan = _generic_plan(conn, _ENTITLEMENTS_OF_ORDERS, {"tenant_id": grown["tenant_id"],
+                                                              "order_ids": grown["ids"]})
+    nodes = _nodes(plan["Plan"])
+    assert "Hash" not in {n["Node Type"] for n in nodes}
+    items = [n for n in nodes if n.get("Relation Name") == "order_items"
+             or "order_items" in n.get("Index Name", "")]
+    assert items and any("k.value" in n.get("Index Cond", "") for n in items), nodes
+    assert all(n["Node Type"] != "Seq Scan" for n in items), nodes
+    assert per_product and plan["Plan"]["Actual Rows"] == 8 * per_product
+
+
+@pytest.mark.parametrize("name", sorted(SQLITE_LOOKUPS))
 def test_each_element_is_one_index_probe_on_sqlite_at_every_batch_size(
         sqlite_template: Path, tmp_path: Path, name: str) -> None:
     """SQLite has no statistics: from 16 ids on it looked orders up through the tenant's
     index (every order of the tenant) until `+tenant_id` ruled that index out."""
-    lookup, shape = LOOKUPS[name]
+    lookup, shape = SQLITE_LOOKUPS[name]
     path = tmp_path / "lookups.db"
     shutil.copy(sqlite_template, path)
     db = Database(f"sqlite:///{path}", pool_size=1)

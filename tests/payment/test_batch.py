@@ -91,10 +91,10 @@ def test_a_batch_applies_the_common_case_and_leaves_the_rest_to_the_single_path(
     assert violations(db) == []
 
 
-def test_a_batch_goes_to_the_database_in_four_round_trips_and_its_commit(client, db, db_url):
-    """Secrets; locks, recorded transactions and items; entitlements; every write. The
-    same statements on either database; on PostgreSQL, those four round trips, BEGIN
-    and COMMIT."""
+def test_a_batch_goes_to_the_database_in_three_round_trips_and_its_commit(client, db, db_url):
+    """Secrets; locks, recorded transactions, items and their entitlements; every write.
+    The same statements on either database; on PostgreSQL, those three round trips,
+    BEGIN and COMMIT."""
     orders = [place_order(client, items=[(101, 1), (102, 1)]) for _ in range(3)]
     batch = [_waiting(_success(o, txn_id())) for o in orders]
     seen: list[str] = []
@@ -121,7 +121,7 @@ def test_a_batch_goes_to_the_database_in_four_round_trips_and_its_commit(client,
     inserts = 3 + (3 if db_url.startswith("sqlite") else 1)
     assert work == ["SELECT"] * 5 + ["UPDATE"] + ["INSERT"] * inserts + ["UPDATE"], seen
     if kinds is not None:
-        assert exchanges(kinds) == 6, " ".join(kinds)
+        assert exchanges(kinds) == 5, " ".join(kinds)
     assert violations(db) == []
 
 

@@ -29,7 +29,8 @@ from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.clock import utcnow
 from ticketing.kit.errors import TicketingError
 from ticketing.order import service
-from ticketing.tenant.repository import TenantData
+from ticketing.kit.sql import Pipeline
+from ticketing.tenant.repository import products_in, users_by_token_hashes_in
 from ticketing.tenant.service import authenticate, find_tenant, hash_token
 
 
@@ -62,12 +63,18 @@ def place_batch(session: Session, batch: list[Entry[OrderRequest]],
         if tenant is not None and entry.value.token and not entry.value.idempotency_key:
             by_tenant.setdefault(tenant.id, []).append((index, entry.value))
     now = utcnow()
+    pipeline = Pipeline(session)  # every tenant's callers and products: one round trip
+    lookups = {tenant_id: (
+        users_by_token_hashes_in(pipeline, tenant_id,
+                                 {hash_token(r.token or "") for _, r in requests}),
+        products_in(pipeline, tenant_id, sorted({i["product_id"] for _, r in requests
+                                                 for i in r.items})))
+        for tenant_id, requests in by_tenant.items()}
+    pipeline.flush()
     planned: list[tuple[int, service.OrderPlan]] = []
     for tenant_id, requests in by_tenant.items():
-        data = TenantData(session, tenant_id)
-        users = data.users_by_token_hashes({hash_token(r.token or "") for _, r in requests})
-        products = {p.product_id: p for p in data.products(sorted(
-            {i["product_id"] for _, r in requests for i in r.items}))}
+        users = {row.token_hash: row for row in lookups[tenant_id][0].rows}
+        products = {p.product_id: p for p in lookups[tenant_id][1].rows}
         for index, req in requests:
             user = users.get(hash_token(req.token or ""))
             if user is None or user.role != "customer":

@@ -228,14 +228,16 @@ def paid_values(now: datetime, paid_at: datetime | None, transaction_id: str | N
 
 
 def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime,
-                       pipeline: Pipeline) -> list[list[dict[str, Any]]]:
+                       pipeline: Pipeline, entitlements: dict[tuple[int, int], list[Any]]
+                       ) -> list[list[dict[str, Any]]]:
     """Several pending orders paid at once: each order's issued tickets.
 
     `paid` holds (order, items, reason, gateway, transaction_id, paid_at)
     for locked orders in a pending state, which `is_allowed` lets move to PAID: the
     effects of `update_order_payment_status` for that transition, written for all
     the orders together (one statement per table instead of one per order), queued
-    in `pipeline` with the stock moves last: the caller flushes it.
+    in `pipeline` with the stock moves last: the caller flushes it. `entitlements`
+    are those of the orders' products, read in this transaction, by (tenant, product pk).
     """
     for order, items, *_ in paid:
         _paid_side_effects(OrderRepository(session, order.tenant_id), order, items,
@@ -244,7 +246,7 @@ def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime,
              for order, _items, _reason, gateway, txn_id, paid_at in paid]
     OrderRepository.set_states(session, moves, pipeline)
     issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now,
-                                      pipeline)
+                                      pipeline, entitlements)
     OrderRepository.record_events(session, [
         (order.tenant_id, order.id, int(order.payment_status), int(PayState.PAID), True,
          reason, now) for order, _items, reason, *_ in paid], pipeline)

@@ -49,6 +49,7 @@ from ticketing.payment.repository import PaymentRepository
 from ticketing.payment.service import NotifyResult, notice_reason, processed_body, txn_row
 from ticketing.tenant.repository import gateway_settings_in
 from ticketing.tenant.service import find_tenant
+from ticketing.ticket.repository import TicketRepository
 
 log = structlog.get_logger(component="payment")
 
@@ -123,7 +124,7 @@ def _candidates(session: Session, pipeline: Pipeline,
 def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
     """Apply what can be applied together, in the caller's transaction; their answers
     by position in `batch` (valid once the transaction commits)."""
-    # BEGIN, then four round trips (secrets; locks and reads; entitlements; writes), COMMIT
+    # BEGIN, three round trips (secrets; locks and lookups; writes), COMMIT
     pipeline = Pipeline(session)
     candidates = _candidates(session, pipeline, batch)
     if len(candidates) < 2:
@@ -132,6 +133,8 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     lock = OrderRepository.lock_many(pipeline, [c.order_key for c in candidates])
     txns = PaymentRepository.txns_by_key(pipeline, [c.txn_key for c in candidates])
     items_of = OrderRepository.items_many(pipeline, [c.order_key for c in candidates])
+    entitlements_of = TicketRepository.entitlements_of_orders(
+        pipeline, [c.order_key for c in candidates])
     pipeline.flush()
     locked, recorded, items = lock(), txns(), items_of()
     ready = []
@@ -147,7 +150,8 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     now = utcnow()
     issued = orders.pay_pending_orders(session, [
         (order, items.get(order.id, []), notice_reason(c.notice), c.notice.gateway,
-         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now, pipeline)
+         c.notice.gateway_txn_id, c.notice.paid_at) for c, order in ready], now, pipeline,
+        entitlements_of())
     bodies = [processed_body(order.id, order_status(PayState.PAID), tickets)
               for (_, order), tickets in zip(ready, issued, strict=True)]
     PaymentRepository.add_txns(session, [

@@ -44,11 +44,6 @@ class TenantData(TenantRepository):
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def users_by_token_hashes(self, token_hashes: set[str]) -> dict[str, Row[Any]]:
-        """The users holding these tokens (read-only rows), by token hash."""
-        params = {"tenant_id": self.tenant_id, "token_hashes": sorted(token_hashes)}
-        return {row.token_hash: row for row in _USERS_BY_TOKENS.run(self.session, params)}
-
     def products(self, product_ids: list[int]) -> list[Row[Any]]:
         """The products with these ids (read-only rows)."""
         params = {"tenant_id": self.tenant_id, "product_ids": product_ids}
@@ -71,6 +66,18 @@ class TenantData(TenantRepository):
         """The settings to read (a row): what every payment and notification needs."""
         params = {"tenant_id": self.tenant_id, "gateway": gateway}
         return run(self.session, _GATEWAY, params).one_or_none()
+
+
+def users_by_token_hashes_in(pipeline: Pipeline, tenant_id: int, token_hashes: set[str]) -> Queued:
+    """The users holding these tokens (read-only rows), queued in `pipeline`: the rows
+    once it is flushed."""
+    return _USERS_BY_TOKENS.queue(pipeline, {"tenant_id": tenant_id,
+                                             "token_hashes": sorted(token_hashes)})
+
+
+def products_in(pipeline: Pipeline, tenant_id: int, product_ids: list[int]) -> Queued:
+    """`TenantData.products`, queued in `pipeline`: the rows once flushed."""
+    return _PRODUCTS_BY_ID.queue(pipeline, {"tenant_id": tenant_id, "product_ids": product_ids})
 
 
 def gateway_settings_in(pipeline: Pipeline, tenant_id: int, gateway: str) -> Queued:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from ticketing.kit.sql import ListLookup, Pipeline, grouped, insert_ignoring_con
 from ticketing.kit.tenancy import TenantRepository
 from ticketing.models import (
     Order,
+    OrderItem,
     ProductEntitlement,
     Redemption,
     Ticket,
@@ -29,6 +31,16 @@ _ENTITLEMENTS_OF = ListLookup(
     select(_PRODUCT_ENTS.c.id, _PRODUCT_ENTS.c.product_pk, _PRODUCT_ENTS.c.code,
            _PRODUCT_ENTS.c.name, _PRODUCT_ENTS.c.uses).where(_PRODUCT_ENTS.c.tenant_id == _TENANT),
     _PRODUCT_ENTS.c.product_pk, "product_pks", order_by=_PRODUCT_ENTS.c.id)
+# The entitlements of the products of a tenant's orders, by order id: what a batch of
+# payments copies onto its tickets, read in the round trip that reads the orders' items.
+_ITEMS = OrderItem.__table__
+_ENTITLEMENTS_OF_ORDERS = ListLookup(
+    select(_PRODUCT_ENTS.c.id, _PRODUCT_ENTS.c.product_pk, _PRODUCT_ENTS.c.code,
+           _PRODUCT_ENTS.c.name, _PRODUCT_ENTS.c.uses)
+    .select_from(_ITEMS.join(_PRODUCT_ENTS, (_PRODUCT_ENTS.c.tenant_id == _ITEMS.c.tenant_id)
+                             & (_PRODUCT_ENTS.c.product_pk == _ITEMS.c.product_pk)))
+    .where(_ITEMS.c.tenant_id == _TENANT),
+    _ITEMS.c.order_id, "order_ids")
 # One use taken: the rewritten list, one use fewer in total, REDEEMED with the last one;
 # only if the ticket is as it was read (UPDATE may not bind a column's name: w_, v_).
 _TAKE_ONE_USE = (update(_TICKETS)
@@ -78,6 +90,24 @@ class TicketRepository(TenantRepository):
             for row in _ENTITLEMENTS_OF.run(session, params):
                 found[(tenant_id, row.product_pk)].append(row)
         return found
+
+    @staticmethod
+    def entitlements_of_orders(pipeline: Pipeline, keys: list[tuple[int, int]]
+                               ) -> Callable[[], dict[tuple[int, int], list[Any]]]:
+        """The entitlements of the products these (tenant, order id)s bought, queued in
+        `pipeline`; once it is flushed, the call returns them by (tenant, product pk), each
+        product's in id order, as `product_entitlements` does."""
+        queued = [(tenant_id, _ENTITLEMENTS_OF_ORDERS.queue(
+                      pipeline, {"tenant_id": tenant_id, "order_ids": order_ids}))
+                  for tenant_id, order_ids in grouped(keys)]
+
+        def by_product() -> dict[tuple[int, int], list[Any]]:
+            found: dict[tuple[int, int], dict[int, Any]] = {}
+            for tenant_id, q in queued:  # a product bought in several orders: once
+                for row in q.rows:
+                    found.setdefault((tenant_id, row.product_pk), {})[row.id] = row
+            return {key: [rows[i] for i in sorted(rows)] for key, rows in found.items()}
+        return by_product
 
     def by_code(self, code: str, *, lock: bool = False) -> Ticket | None:
         stmt = self.select(Ticket).where(Ticket.ticket_code == code)

@@ -29,18 +29,23 @@ def issue_for_order(session: Session, order: Any, items: Sequence[Any],
 
 
 def issue_for_orders(session: Session, orders: Sequence[tuple[Any, Sequence[Any]]],
-                     when: datetime, pipeline: Pipeline | None = None) -> list[list[dict[str, Any]]]:
+                     when: datetime, pipeline: Pipeline | None = None,
+                     entitlements: dict[tuple[int, int], list[Any]] | None = None,
+                     ) -> list[list[dict[str, Any]]]:
     """Tickets for several paid orders (order, items) in two statements; each order's list.
     With `pipeline`, the tickets are queued there, to be inserted when it is flushed.
 
     The entitlements of the orders' products are read as they are now, in this
     transaction, and each ticket is inserted with its own copy of them (a copy: a
-    product's entitlements may change later, a sold ticket's do not).
+    product's entitlements may change later, a sold ticket's do not). A caller that
+    read them already in this transaction (`TicketRepository.entitlements_of_orders`)
+    passes them as `entitlements`, by (tenant, product pk).
     """
     products = sorted({(order.tenant_id, item.product_pk) for order, items in orders
                        for item in items})
-    copies = {key: _copy(ents)
-              for key, ents in TicketRepository.product_entitlements(session, products).items()}
+    if entitlements is None:
+        entitlements = TicketRepository.product_entitlements(session, products)
+    copies = {key: _copy(entitlements.get(key, [])) for key in products}
     fault_point("tickets.after_entitlements")  # the entitlements are read, no ticket written
     rows = [
         {
