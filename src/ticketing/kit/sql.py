@@ -136,8 +136,10 @@ class Pipeline:
     statement is compiled by SQLAlchemy once per dialect and set of parameter names
     (`_compiled`), and its parameters and rows converted by the column types as
     SQLAlchemy would, so the SQL and the values are the ones the Core statement would
-    have. Elsewhere (SQLite runs in-process: a round trip costs nothing) each runs
-    through SQLAlchemy in turn, as `run` would.
+    have. SQLite runs in-process, where a round trip costs nothing but SQLAlchemy's
+    work per execution is most of a statement's cost: its writes go to `sqlite3`
+    directly, compiled and converted the same way, its reads (lists bound as expanding
+    IN) through SQLAlchemy.
 
     Nothing is committed by a flush. A failure of any statement raises, and the
     caller's transaction rolls back whole. `expect` is the number of rows a write
@@ -176,6 +178,8 @@ class Pipeline:
         conn = self.session.connection()
         if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
             _pipelined(conn, queued)
+        elif conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite":
+            _in_process(conn, queued)
         else:
             for stmt, params, _expect, done in queued:
                 _one_by_one(conn, stmt, params, done)
@@ -230,6 +234,7 @@ def _check_defaults(stmt: Any, keys: tuple[str, ...]) -> None:
 class _Compiled:
     sql: str
     binds: dict[str, Any]   # parameter name -> the column type's conversion, where it has one
+    positions: tuple[str, ...] | None  # parameter names in order (SQLite's `?` style)
     row: Any                # the named tuple of a returned row
     columns: tuple[Any, ...]  # each returned column's conversion, or None
     stmt: Any               # kept, so its id is not reused while it is cached here
@@ -252,6 +257,7 @@ def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
         names = tuple(c[0] for c in compiled._result_columns)
         found = _COMPILED[key] = _Compiled(
             compiled.string, dict(compiled._bind_processors),
+            tuple(compiled.positiontup) if compiled.positiontup else None,
             namedtuple("Returned", names) if names else None,  # type: ignore[misc]
             tuple(c[3]._cached_result_processor(dialect, None)
                   for c in compiled._result_columns),
@@ -296,16 +302,52 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
             cursor.close()
 
 
-def _returned(cursor: Any, plan: _Compiled) -> list[Any]:
-    """The rows of every result set of `cursor`, converted as SQLAlchemy would."""
+def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
+                ) -> None:
+    """The statements on SQLite: writes straight to `sqlite3`, reads through SQLAlchemy."""
+    events = conn._has_events or conn.engine._has_events
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for stmt, params, _expect, done in queued:
+            if stmt.is_select:
+                _one_by_one(conn, stmt, params, done)
+                continue
+            plan = _compiled(stmt, conn.dialect, tuple(params[0]))
+            assert plan.positions is not None
+            rows = [tuple(plan.binds[k](row[k]) if k in plan.binds else row[k]
+                          for k in plan.positions) for row in params]
+            if events:
+                conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, rows, None, True)
+            if stmt._returning:  # one row at a time: SQLite returns them in no set order
+                done.rows = []
+                for row in rows:
+                    cursor.execute(plan.sql, row)
+                    done.rows.extend(_converted(cursor.fetchall(), plan))
+                done.rowcount = len(done.rows)
+            else:
+                cursor.executemany(plan.sql, rows)
+                done.rowcount = cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _converted(raws: list[Any], plan: _Compiled) -> list[Any]:
+    """Rows as named tuples, each column converted by its type as SQLAlchemy would."""
     convert = [(i, f) for i, f in enumerate(plan.columns) if f is not None]
     rows = []
+    for raw in raws:
+        if convert:
+            raw = list(raw)
+            for i, f in convert:
+                raw[i] = f(raw[i])
+        rows.append(plan.row._make(raw))
+    return rows
+
+
+def _returned(cursor: Any, plan: _Compiled) -> list[Any]:
+    """The rows of every result set of `cursor`, converted as SQLAlchemy would."""
+    rows = []
     while True:
-        for raw in cursor.fetchall():
-            if convert:
-                raw = list(raw)
-                for i, f in convert:
-                    raw[i] = f(raw[i])
-            rows.append(plan.row._make(raw))
+        rows.extend(_converted(cursor.fetchall(), plan))
         if not cursor.nextset():
             return rows
