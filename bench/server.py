@@ -52,12 +52,16 @@ def tree_cpu(root: int | None) -> float | None:
     return total / TICK
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, total, stolen) CPU seconds of the whole machine since boot, all cores.
+
+    Stolen is time a virtual machine's cores were ready to run but its host ran
+    something else: not this machine's work, so not busy, but a measure of how
+    disturbed a measurement was (on a shared host it comes in bursts)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
+    idle, steal = values[3] + values[4], values[7]
     total = sum(values[:8])
-    return (total - idle) / TICK, total / TICK
+    return (total - idle - steal) / TICK, total / TICK, steal / TICK
 
 
 def _cmdline(pid: int) -> bytes:
@@ -115,12 +119,14 @@ class CpuMeter:
     def __exit__(self, *_exc: object) -> None:
         wall = time.perf_counter() - self.started
         after = {name: trees_cpu(pids) for name, pids in self.roots.items()}
-        busy, total = machine_cpu()
+        busy, total, stolen = machine_cpu()
         busy -= self.machine_before[0]
+        total -= self.machine_before[1]
+        stolen -= self.machine_before[2]
         self.result = {"wall_seconds": round(wall, 3),
-                       "machine_busy_fraction": round(
-                           busy / max(total - self.machine_before[1], 1e-9), 3),
-                       "machine_busy_seconds": round(busy, 3)}
+                       "machine_busy_fraction": round(busy / max(total, 1e-9), 3),
+                       "machine_busy_seconds": round(busy, 3),
+                       "stolen_fraction": round(stolen / max(total, 1e-9), 3)}
         if self.dbname:
             self.result["backends_cpu_seconds"] = round(
                 backends_delta(self.backends, backends_cpu(self.dbname)), 3)

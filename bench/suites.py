@@ -87,6 +87,7 @@ def limit(pg: Postgres, opts: Options, *, select_only: bool = False) -> dict[str
     result["postgres_ms_per_txn"] = None if spent is None else round(spent * 1000 / done, 3)
     result["backends_ms_per_txn"] = round(cpu.result["backends_cpu_seconds"] * 1000 / done, 3)
     result["other_cpu_seconds"] = round(cpu.result["machine_busy_seconds"] - (spent or 0), 3)
+    result["stolen_fraction"] = cpu.result["stolen_fraction"]
     return result
 
 
@@ -180,5 +181,6 @@ def _progress(suite: str, r: int, rep: dict[str, Any]) -> None:
     parts = []
     for kind, row in rep.items():
         rate = row.get("tps", row.get("per_second"))
-        parts.append(f"{kind} {rate:.1f}/s")
+        stolen = row.get("stolen_fraction", row.get("cpu", {}).get("stolen_fraction"))
+        parts.append(f"{kind} {rate:.1f}/s" + (f" (stolen {stolen:.0%})" if stolen else ""))
     print(f"[{suite} rep {r + 1}] " + ", ".join(parts), flush=True)
