@@ -86,7 +86,7 @@ def _secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
     queued = {tenant_id: gateway_settings_in(pipeline, tenant_id, mock.NAME)
               for tenant_id in sorted(tenant_ids)}
     pipeline.flush()
-    return {tenant_id: (q.rows[0].secrets or {}).get("secret") if q.rows else None
+    return {tenant_id: mock.secret_of(q.rows[0] if q.rows else None)
             for tenant_id, q in queued.items()}
 
 

@@ -150,8 +150,7 @@ def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> Notify
     """Verify, parse and apply one mock notification inside the caller's transaction."""
     tenant = get_tenant(session, slug)
     structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
-    row = gateway_config(session, tenant.id, mock.NAME)
-    secret = (row.secrets or {}).get("secret") if row else None
+    secret = mock.secret_of(gateway_config(session, tenant.id, mock.NAME))
     verification = mock.verify(secret, raw, headers.get("x-mock-signature"))
     received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
                         headers=notifications.kept_headers(headers), verification=verification)

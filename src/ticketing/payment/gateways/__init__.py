@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ticketing.kit.errors import Conflict
 from ticketing.models import GatewayConfig
 from ticketing.payment.gateways.base import Gateway
-from ticketing.payment.gateways.mock import MockGateway
+from ticketing.payment.gateways.mock import MockGateway, secret_of
 from ticketing.payment.gateways.wechat import gateway as wechat
 from ticketing.settings import Settings
 
@@ -15,7 +15,7 @@ Builder = Callable[[GatewayConfig | None, Settings], Gateway]
 
 
 def _mock(row: GatewayConfig | None, _settings: Settings) -> Gateway:
-    return MockGateway((row.secrets or {}).get("secret") if row else None)
+    return MockGateway(secret_of(row))
 
 
 BUILDERS: dict[str, Builder] = {"mock": _mock}

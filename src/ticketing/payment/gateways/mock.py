@@ -18,6 +18,12 @@ from ticketing.payment.gateways.base import OrderSnapshot, RefundRequest, Refund
 NAME = "mock"
 
 
+def secret_of(row: Any | None) -> str | None:
+    """The notification secret in a tenant's stored mock-gateway settings (a row with
+    `secrets`), if it has settings and a secret."""
+    return (row.secrets or {}).get("secret") if row is not None else None
+
+
 def sign(secret: str, body: bytes) -> str:
     """The signature a notification body must carry under `secret`."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
