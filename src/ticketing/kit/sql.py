@@ -215,7 +215,7 @@ def _one_by_one(conn: Any, stmt: Any, params: list[dict[str, Any]], done: Queued
         done.rowcount = execute_many(conn, stmt, params)
 
 
-_CHECKED: set[tuple[int, tuple[str, ...]]] = set()
+_CHECKED: dict[tuple[int, tuple[str, ...]], Any] = {}  # -> the statement (its id stays its)
 
 
 def _check_defaults(stmt: Any, keys: tuple[str, ...]) -> None:
@@ -227,7 +227,7 @@ def _check_defaults(stmt: Any, keys: tuple[str, ...]) -> None:
     missing = [c.key for c in stmt.table.c if c.default is not None and c.key not in keys]
     if missing:
         raise ValueError(f"{stmt.table.name}: no value for {missing}")
-    _CHECKED.add((id(stmt), keys))
+    _CHECKED[(id(stmt), keys)] = stmt
 
 
 @dataclass(frozen=True)

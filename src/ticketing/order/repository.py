@@ -96,33 +96,26 @@ class OrderRepository(TenantRepository):
         return by_order
 
     @staticmethod
-    def set_states(session: Session, moves: list[tuple[Any, dict[str, Any], int]],
-                   pipeline: Pipeline | None = None) -> None:
-        """`set_state` for several (order, values, expected state); raises if one moved.
-        With `pipeline`, queued there (and checked when it is flushed)."""
+    def set_states(pipeline: Pipeline, moves: list[tuple[Any, dict[str, Any], int]]) -> None:
+        """`set_state` for several (order, values, expected state), queued in `pipeline`;
+        its flush raises if one of them moved."""
         by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for order, values, expected in moves:
             params = {f"v_{key}": value for key, value in values.items()}
             params.update(w_tenant=order.tenant_id, w_order=order.id, w_expected=expected)
             by_keys.setdefault(tuple(values), []).append(params)
         for keys, params in by_keys.items():
-            if pipeline is not None:
-                pipeline.write(_set_state_stmt(keys), params, expect=len(params))
-            elif _execute_many(session, _set_state_stmt(keys), params) != len(params):
-                raise RuntimeError("an order changed state under its lock")
+            pipeline.write(_set_state_stmt(keys), params, expect=len(params))
 
     @staticmethod
-    def record_events(session: Session, events: list[tuple[int, int, int, int, bool, str, datetime]],
-                      pipeline: Pipeline | None = None) -> None:
-        """`record_event` for several orders at once (queued in `pipeline`, if given)."""
-        rows = [{"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
-                 "to_state": to_state, "accepted": accepted, "reason": reason[:200],
-                 "created_at": when}
-                for tenant_id, order_id, from_state, to_state, accepted, reason, when in events]
-        if pipeline is not None:
-            pipeline.write(_ADD_EVENT, rows)
-        else:
-            run(session, _ADD_EVENT, rows)
+    def record_events(pipeline: Pipeline,
+                      events: list[tuple[int, int, int, int, bool, str, datetime]]) -> None:
+        """`record_event` for several orders at once, queued in `pipeline`."""
+        pipeline.write(_ADD_EVENT, [
+            {"tenant_id": tenant_id, "order_id": order_id, "from_state": from_state,
+             "to_state": to_state, "accepted": accepted, "reason": reason[:200],
+             "created_at": when}
+            for tenant_id, order_id, from_state, to_state, accepted, reason, when in events])
 
     @staticmethod
     def queue_stock_moves(session: Session, pipeline: Pipeline) -> None:
@@ -218,10 +211,6 @@ class OrderRepository(TenantRepository):
 _STOCK_MOVES = "ticketing_stock_moves"
 
 
-def _execute_many(session: Session, stmt: Any, params: list[dict[str, Any]]) -> int:
-    return execute_many(session.connection(), stmt, params)
-
-
 def _stock_move_params(session: Session) -> list[dict[str, Any]]:
     """The summed moves queued in this transaction (taken: applied once), in product id order."""
     moves = session.info.pop(_STOCK_MOVES, {})
@@ -239,7 +228,7 @@ def _apply_stock_moves(session: Session) -> None:
     if not params:
         return
     # rows are updated in product id order, as everywhere (no deadlocks)
-    if _execute_many(session, _MOVE, params) != len(params):
+    if execute_many(session.connection(), _MOVE, params) != len(params):
         raise RuntimeError("a product vanished under a stock move")
 
 

@@ -244,12 +244,12 @@ def pay_pending_orders(session: Session, paid: Sequence[Any], now: datetime,
                            PayState(order.payment_status))
     moves = [(order, paid_values(now, paid_at, txn_id, gateway), int(order.payment_status))
              for order, _items, _reason, gateway, txn_id, paid_at in paid]
-    OrderRepository.set_states(session, moves, pipeline)
+    OrderRepository.set_states(pipeline, moves)
     issued = tickets.issue_for_orders(session, [(o, items) for o, items, *_ in paid], now,
                                       pipeline, entitlements)
-    OrderRepository.record_events(session, [
+    OrderRepository.record_events(pipeline, [
         (order.tenant_id, order.id, int(order.payment_status), int(PayState.PAID), True,
-         reason, now) for order, _items, reason, *_ in paid], pipeline)
+         reason, now) for order, _items, reason, *_ in paid])
     TICKETS_ISSUED.inc(sum(map(len, issued)))
     return issued
 
