@@ -247,3 +247,37 @@ def test_a_failure_inside_a_batch_rolls_all_of_it_back(pg_url, live_server_facto
         assert violations(db) == []
     finally:
         db.dispose()
+
+
+def test_one_notification_alone_takes_the_same_few_round_trips(client, db, db_url):
+    """The one-at-a-time path applies the common case as a batch of one: BEGIN, the
+    tenant's secret, the locks and lookups, the writes, COMMIT; its duplicate, which
+    that path leaves to `handle_notice`, still replays the first answer."""
+    order = place_order(client, items=[(101, 1), (102, 1)])
+    lone = _waiting(_success(order, txn_id())).value
+    seen: list[str] = []
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        seen.append(sql.split()[0])
+
+    event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        if db_url.startswith("sqlite"):
+            first = flows.notify_mock(db, "default", lone.raw, lone.headers)
+            kinds = None
+        else:
+            with client_messages(db) as sent:
+                first = flows.notify_mock(db, "default", lone.raw, lone.headers)
+            kinds = since_last_begin(sent)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+    assert (first.http_status, first.outcome) == (200, "processed")
+    assert len(first.body["tickets_issued"]) == 2
+    work = [s for s in seen if s != "BEGIN"]
+    assert work == ["SELECT"] * 5 + ["UPDATE"] + ["INSERT"] * 4 + ["UPDATE"], seen
+    if kinds is not None:
+        assert exchanges(kinds) == 5, " ".join(kinds)
+    again = flows.notify_mock(db, "default", lone.raw, lone.headers)
+    assert (again.http_status, again.outcome) == (200, "replayed")
+    assert again.body["tickets_issued"] == first.body["tickets_issued"]
+    assert violations(db) == []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, func, literal_column, select, true
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.dialects import postgresql, sqlite
@@ -141,8 +142,9 @@ class Pipeline:
     directly, compiled and converted the same way, its reads (lists bound as expanding
     IN) through SQLAlchemy.
 
-    Nothing is committed by a flush. A failure of any statement raises, and the
-    caller's transaction rolls back whole. `expect` is the number of rows a write
+    Nothing is committed by a flush. A failure of any statement raises (a database's
+    error as SQLAlchemy's, as a statement run through it would), and the caller's
+    transaction rolls back whole. `expect` is the number of rows a write
     must change; a different count raises RuntimeError (an UPDATE guarded by a lock
     that did not guard). Listeners of SQLAlchemy's `before_cursor_execute` see every
     statement, pipelined or not.
@@ -296,6 +298,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
+        _raise_wrapped(conn, exc, [plan.sql for _cursor, plan in cursors])
         raise
     finally:
         for cursor, _plan in cursors:
@@ -307,12 +310,14 @@ def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | N
     """The statements on SQLite: writes straight to `sqlite3`, reads through SQLAlchemy."""
     events = conn._has_events or conn.engine._has_events
     cursor = conn.connection.driver_connection.cursor()
+    sql = ""
     try:
         for stmt, params, _expect, done in queued:
             if stmt.is_select:
                 _one_by_one(conn, stmt, params, done)
                 continue
             plan = _compiled(stmt, conn.dialect, tuple(params[0]))
+            sql = plan.sql
             assert plan.positions is not None
             rows = [tuple(plan.binds[k](row[k]) if k in plan.binds else row[k]
                           for k in plan.positions) for row in params]
@@ -327,8 +332,23 @@ def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | N
             else:
                 cursor.executemany(plan.sql, rows)
                 done.rowcount = cursor.rowcount
+    except Exception as exc:  # reads raise SQLAlchemy's errors already, writes the driver's
+        _raise_wrapped(conn, exc, [sql])
+        raise
     finally:
         cursor.close()
+
+
+def _raise_wrapped(conn: Any, exc: Exception, sql: list[str]) -> None:
+    """Raise a driver's error as SQLAlchemy would have (IntegrityError for a unique key,
+    say), so callers catch the same exceptions whether a statement was queued or not;
+    return for any other. A pipeline's failure is not tied to one statement: the error
+    names them all, without their parameters."""
+    dbapi = conn.dialect.loaded_dbapi
+    if isinstance(exc, dbapi.Error):
+        raise DBAPIError.instance("; ".join(sql), None, exc, dbapi.Error, hide_parameters=True,
+                                  connection_invalidated=conn.invalidated,
+                                  dialect=conn.dialect) from exc
 
 
 def _converted(raws: list[Any], plan: _Compiled) -> list[Any]:

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from ticketing.db import Database
 from ticketing.kit.errors import GatewayError, Invalid, TicketingError
+from ticketing.kit.sql import Pipeline
 from ticketing.notification import service as notifications
 from ticketing.order import service as orders
-from ticketing.payment import gateways, service
+from ticketing.payment import gateways, service, success
 from ticketing.payment.gateways import mock
 from ticketing.payment.gateways.base import PaymentNotice, Received, RefundRequest
 from ticketing.payment.repository import PaymentRepository
@@ -57,8 +58,19 @@ class NoticeFailure(Exception):
 
 def apply_guarded(session: Session, tenant_id: int, notice: PaymentNotice,
                   received: Received) -> NotifyResult:
-    """`handle_notice`, with any failure turned into a NoticeFailure for `in_transaction`."""
+    """`handle_notice`, with any failure turned into a NoticeFailure for `in_transaction`.
+
+    The common case, a first-seen SUCCESS for a pending order, is applied by
+    `success.apply_successes` in three round trips; whatever it leaves (a duplicate,
+    a conflict, a closed order) `handle_notice` answers, in the same transaction.
+    """
     try:
+        if success.is_success(notice):
+            context = structlog.contextvars.get_contextvars()
+            applied = success.apply_successes(session, Pipeline(session), [
+                success.Success(0, context, tenant_id, notice, received)])
+            if applied:
+                return applied[0]
         return service.handle_notice(session, tenant_id, notice, received)
     except IntegrityError as exc:
         raise NoticeFailure(tenant_id, received, notice, raced=True) from exc
