@@ -86,6 +86,20 @@ def test_writes_run_in_order_and_return_their_rows_in_order(db):
     assert after[102] == (before[102][0] + 1, before[102][1] - 1)
 
 
+def test_json_values_of_any_shape_are_stored_as_given_by_a_many_row_insert(db):
+    """Lists, ragged lists of lists, nesting, null: each row's own value, on both
+    databases."""
+    tenant = _tenant(db)
+    shapes = [[{"code": "metro"}, {"code": "bus"}], [[1, 2], [3]], {"x": [1, {"y": None}]},
+              [], "text", 7]
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_PLAIN, [{**_note(tenant, f"s{i}"), "headers": shape}
+                                    for i, shape in enumerate(shapes)], expect=len(shapes))
+        pipeline.flush()
+    assert _notes(db) == [(f"s{i}", shape) for i, shape in enumerate(shapes)]
+
+
 def test_a_row_count_other_than_expected_fails_the_whole_transaction(db):
     tenant = _tenant(db)
     before = _sold(db, tenant)
@@ -167,11 +181,13 @@ def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
                 pipeline = Pipeline(session)
                 pipeline.write(_ADD_NOTE, [_note(tenant, f"r{i}") for i in range(5)])
                 pipeline.write(_ADD_PLAIN, [_note(tenant, f"p{i}") for i in range(3)])
-                pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": 101, "d_sold": 1}])
+                pipeline.write(_SELL, [{"w_tenant": tenant, "w_product": p, "d_sold": 1}
+                                       for p in (101, 102)])
                 session.execute(select(Tenant.id).where(Tenant.id == tenant))  # on its own
                 pipeline.flush()
         kinds = since_last_begin(sent)
-        assert kinds.count("Execute") == 1 + 5 + 3 + 1, kinds  # the SELECT, then each row
+        assert kinds.count("Execute") == 1 + 5 + 3 + 2, kinds  # the SELECT, then each row
+        assert len(_notes(db)) == 8
         # BEGIN, the SELECT, the writes (one exchange), COMMIT
         assert exchanges(kinds) == 4, kinds
     finally:
