@@ -44,6 +44,25 @@ def test_unknown_tenant_is_404(client):
         assert r.status_code == 404 and r.json()["code"] == "tenant_not_found"
 
 
+def test_the_notification_endpoint_reads_its_tenant_and_is_documented_as_it_does(client):
+    """POST /payments/notify takes the bare request (api/lean.py): it names its tenant
+    itself, with the same answers as every other route, and its OpenAPI operation
+    still says so."""
+    body = {"order_id": 1, "gateway_txn_id": "LEAN-1", "status": "SUCCESS", "amount": 1}
+    for tenant in ("nosuch", "BAD SLUG", "x" * 100):
+        r = client.post("/payments/notify", json=body, headers={"X-Tenant-ID": tenant})
+        assert r.status_code == 404 and r.json()["code"] == "tenant_not_found", tenant
+    r = client.post("/payments/notify", content=b"{", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and set(r.json()) >= {"error", "code"}
+    assert r.headers["x-request-id"]  # through the same middleware
+    operation = client.get("/openapi.json").json()["paths"]["/payments/notify"]["post"]
+    assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("x-tenant-id", "header")]
+    body_schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert {"order_id", "gateway_txn_id", "status", "amount"} <= set(body_schema["properties"])
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NotifyOut"}
+
+
 def test_body_over_the_limit_is_413(client):
     big = b'{"items": [' + b'{"product_id": 101, "quantity": 1},' * 3000 + b"]}"
     assert len(big) > 65536

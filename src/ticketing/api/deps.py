@@ -27,12 +27,17 @@ async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-async def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
-    """The tenant named by `X-Tenant-ID` (absent means `default`)."""
+def slug_of(x_tenant_id: str | None) -> str:
+    """The tenant an `X-Tenant-ID` value names (absent means `default`); 404 if none can."""
     slug = (x_tenant_id or "default").strip()
     if not SLUG.match(slug):
         raise NotFound("Tenant not found", code="tenant_not_found")
     return slug
+
+
+async def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> str:
+    """The tenant named by `X-Tenant-ID` (absent means `default`)."""
+    return slug_of(x_tenant_id)
 
 
 async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
