@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 from tests.factories import CUSTOMER, OPERATOR, place_order, product
 from ticketing.api.app import expire_once
+from ticketing.order.schemas import OrderOut
 
 
 def test_create_pending_order(client):  # TC-PAY-001 / TC-ORDER-101
@@ -65,6 +66,19 @@ def test_partial_failure_releases_what_was_held(client):
 def test_unknown_product_is_404(client):
     r = client.post("/orders", headers=CUSTOMER, json={"items": [{"product_id": 999, "quantity": 1}]})
     assert r.status_code == 404 and r.json()["code"] == "product_not_found"
+
+
+def test_the_answer_is_exactly_the_documented_order_shape(client):
+    """POST /orders sends its view as built (no response-model pass), so the view must
+    be the contract's shape by itself: no field more or less, none of another type;
+    placed alone, batched or replayed for an Idempotency-Key alike."""
+    body = {"items": [{"product_id": 101, "quantity": 2}, {"product_id": 102, "quantity": 1}]}
+    answers = [client.post("/orders", headers=CUSTOMER, json=body).json()]
+    keyed = {**CUSTOMER, "Idempotency-Key": "shape-1"}
+    answers += [client.post("/orders", headers=keyed, json=body).json() for _ in range(2)]
+    for answer in answers:
+        assert OrderOut.model_validate(answer, strict=True).model_dump() == answer
+    assert answers[1] == answers[2]
 
 
 def test_idempotency_key_returns_the_same_order(client):

@@ -38,6 +38,7 @@ from ticketing.payment.success import Success, apply_successes, is_success
 from ticketing.tenant.repository import gateway_settings_in
 from ticketing.tenant.service import find_tenant
 
+
 @dataclass(frozen=True)
 class MockNotification:
     """A mock notification as its request brought it."""
