@@ -13,16 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import _conninfo
+from tests.sqlite_lock import lock_is_free, writer_lock_held
 from ticketing.db import Database
-
-# Holds the writer lock of the SQLite file argv[1] from another process until stdin closes.
-HOLDER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1] + "-writer.lock", os.O_RDWR | os.O_CREAT)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
 
 
 @pytest.fixture
@@ -35,16 +27,6 @@ def sqlite_file(tmp_path: Path) -> Path:
     return path
 
 
-def _lock_is_free(path: Path) -> bool:
-    """Whether another process could take the writer lock of `path` right now."""
-    out = subprocess.run([sys.executable, "-c", (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1] + '-writer.lock', os.O_RDWR | os.O_CREAT)\n"
-        "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "except BlockingIOError:\n    sys.exit(1)\n"), str(path)], timeout=30)
-    return out.returncode == 0
-
-
 def _write(db: Database, name: str) -> None:
     with db.transaction() as session:
         session.execute(text("INSERT INTO writes (name) VALUES (:n)"), {"n": name})
@@ -52,22 +34,16 @@ def _write(db: Database, name: str) -> None:
 
 def test_sqlite_writers_wait_for_another_process_holding_the_writer_lock(sqlite_file):
     db = Database(f"sqlite:///{sqlite_file}", pool_size=2)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(sqlite_file)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with writer_lock_held(sqlite_file) as holder:
         done = threading.Event()
         writer = threading.Thread(target=lambda: (_write(db, "queued"), done.set()))
         writer.start()
         assert not done.wait(0.5), "the writer did not wait for the writer lock"
         with db.transaction(readonly=True) as session:  # readers never queue
             assert session.execute(text("SELECT count(*) FROM writes")).scalar_one() == 0
-        holder.stdin.close()
+        holder.release()
         assert done.wait(10), "the writer never got the lock once it was free"
         writer.join()
-    finally:
-        holder.kill()
-        holder.wait()
     with db.transaction(readonly=True) as session:
         assert session.execute(text("SELECT name FROM writes")).scalars().all() == ["queued"]
     db.dispose()
@@ -75,20 +51,88 @@ def test_sqlite_writers_wait_for_another_process_holding_the_writer_lock(sqlite_
 
 def test_sqlite_writer_lock_is_held_from_begin_to_commit_or_rollback(sqlite_file):
     db = Database(f"sqlite:///{sqlite_file}", pool_size=2)
-    assert _lock_is_free(sqlite_file)
+    assert lock_is_free(sqlite_file)
     with db.transaction() as session:
-        assert _lock_is_free(sqlite_file)  # taken with the first statement, not before
+        assert lock_is_free(sqlite_file)  # taken with the first statement, not before
         session.execute(text("SELECT 1"))
-        assert not _lock_is_free(sqlite_file)
-    assert _lock_is_free(sqlite_file)
+        assert not lock_is_free(sqlite_file)
+    assert lock_is_free(sqlite_file)
     with pytest.raises(RuntimeError), db.transaction() as session:
         session.execute(text("INSERT INTO writes (name) VALUES ('gone')"))
-        assert not _lock_is_free(sqlite_file)
+        assert not lock_is_free(sqlite_file)
         raise RuntimeError("roll back")
-    assert _lock_is_free(sqlite_file)
+    assert lock_is_free(sqlite_file)
     with db.transaction(readonly=True) as session:
         assert session.execute(text("SELECT count(*) FROM writes")).scalar_one() == 0
-        assert _lock_is_free(sqlite_file)
+        assert lock_is_free(sqlite_file)
+    db.dispose()
+
+
+def test_a_writer_turn_holds_the_lock_across_its_transactions(sqlite_file):
+    db = Database(f"sqlite:///{sqlite_file}", pool_size=2)
+    other = Database(f"sqlite:///{sqlite_file}", pool_size=2)  # another engine: another writer
+    done = threading.Event()
+    with db.writer_turn():
+        assert not lock_is_free(sqlite_file)  # from the start of the turn, not its first BEGIN
+        _write(db, "first")
+        assert not lock_is_free(sqlite_file)  # still held between its transactions
+        writer = threading.Thread(target=lambda: (_write(other, "other"), done.set()))
+        writer.start()
+        with db.writer_turn():  # a turn inside a turn: the same hold
+            _write(db, "nested")
+        with pytest.raises(RuntimeError), db.transaction() as session:
+            session.execute(text("INSERT INTO writes (name) VALUES ('rolled back')"))
+            raise RuntimeError("roll back")
+        _write(db, "last")
+        assert not done.wait(0.3), "another writer got in during the turn"
+        assert not lock_is_free(sqlite_file)
+    assert done.wait(10), "the other writer never got the lock after the turn"
+    writer.join()
+    assert lock_is_free(sqlite_file)
+    with db.transaction(readonly=True) as session:
+        assert session.execute(text("SELECT name FROM writes ORDER BY rowid")).scalars().all() \
+            == ["first", "nested", "last", "other"]
+    db.dispose()
+    other.dispose()
+
+
+def test_a_writer_turn_waits_for_another_process_then_takes_the_lock(sqlite_file):
+    db = Database(f"sqlite:///{sqlite_file}", pool_size=2)
+    entered = threading.Event()
+
+    def turn() -> None:
+        with db.writer_turn():
+            entered.set()
+            _write(db, "after the holder")
+
+    with writer_lock_held(sqlite_file) as holder:
+        thread = threading.Thread(target=turn)
+        thread.start()
+        assert not entered.wait(0.3), "the turn began while another process held the lock"
+        holder.release()
+        assert entered.wait(10)
+        thread.join()
+    assert lock_is_free(sqlite_file)
+    db.dispose()
+
+
+def test_a_writer_turn_on_postgresql_locks_nothing(pg_url):
+    """PostgreSQL locks rows, not the database: two turns of two threads run at once."""
+    db = Database(pg_url, pool_size=2)
+    both_in = threading.Barrier(2, timeout=10)
+
+    def turn(name: str) -> None:
+        with db.writer_turn():
+            both_in.wait()  # broken (and raising) unless the other thread is inside too
+            with db.transaction() as session:
+                session.execute(text("SELECT 1"))
+
+    threads = [threading.Thread(target=turn, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not both_in.broken
     db.dispose()
 
 
@@ -115,7 +159,7 @@ def test_sqlite_writers_of_many_threads_all_commit(sqlite_file):
     assert time.monotonic() - started < 30
     with db.transaction(readonly=True) as session:
         assert session.execute(text("SELECT count(*) FROM writes")).scalar_one() == 160
-    assert _lock_is_free(sqlite_file)
+    assert lock_is_free(sqlite_file)
     db.dispose()
     other.dispose()
 

@@ -9,7 +9,9 @@ writer lock first (a thread lock, then `flock` on `<db>-writer.lock`), taken jus
 before `BEGIN IMMEDIATE` and dropped after COMMIT or ROLLBACK: they wait in the
 kernel, in turn, instead of in SQLite's busy handler, which sleeps and polls and
 lets a late writer overtake one that has waited for a second. The busy timeout
-stays as the safety net for programs that open the file without the lock.
+stays as the safety net for programs that open the file without the lock. A group
+commit holds the lock for a whole turn (`Database.writer_turn`): it waits for the lock
+first and only then takes its batch, so what arrives meanwhile joins it.
 
 PostgreSQL: a pooled connection whose backend went away while it sat in the pool
 (restart, terminated backend) is replaced at checkout, because its socket turned
@@ -26,7 +28,7 @@ import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -71,6 +73,34 @@ class WriterLock:
         self.path = path
         self._pid = -1
         self._guard = threading.Lock()
+        self._turns = threading.local()  # this thread's `turn` depth
+
+    def held_here(self) -> bool:
+        """Whether this thread is inside a `turn` that holds the lock."""
+        return bool(getattr(self._turns, "depth", 0))
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the lock across every transaction this thread begins in the block.
+
+        A group commit takes its batch inside a turn: the requests that arrive while
+        it waits for another process's writer join the batch instead of the next one.
+        Transactions begun in the block take no lock of their own. After the busy
+        timeout the block runs without the lock, as `acquire` would.
+        """
+        if self.held_here():
+            self._turns.depth += 1
+            owned = False
+        else:
+            owned = self.acquire()
+            self._turns.depth = 1 if owned else 0
+        try:
+            yield
+        finally:
+            if self._turns.depth:
+                self._turns.depth -= 1
+            if owned:
+                self.release()
 
     def _fresh(self) -> None:
         # A forked child shares the parent's open file (and its flock): open its own.
@@ -123,7 +153,7 @@ class _SqliteConnection(sqlite3.Connection):
     holds_writer = False
 
     def take_writer(self) -> None:
-        if self.writer is not None and not self.holds_writer:
+        if self.writer is not None and not self.holds_writer and not self.writer.held_here():
             self.holds_writer = self.writer.acquire()
 
     def let_go(self) -> None:
@@ -232,6 +262,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self.dialect = self.engine.dialect.name
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        self._writer = writer_lock(path) if path and path != ":memory:" else None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READONLY: True}),
@@ -248,6 +280,11 @@ class Database:
                 yield session
                 for work in session.info.pop(_LAST, ()):
                     work(session)
+
+    def writer_turn(self) -> AbstractContextManager[None]:
+        """SQLite: one writer lock held across this thread's transactions in the block
+        (`WriterLock.turn`); PostgreSQL, which locks rows, not the database: nothing."""
+        return self._writer.turn() if self._writer is not None else nullcontext()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -8,21 +8,32 @@ real concurrency, with duplicates inside and across batches.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
+from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from tests.audit.books import violations
+from tests.conftest import make_settings
+from tests.sqlite_lock import Holder, writer_lock_held
 from tests.wire import client_messages, exchanges, since_last_begin
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
+from ticketing.api.app import create_app
 from ticketing.db import Database
-from ticketing.payment import flows
+from ticketing.order import batch as order_batch
+from ticketing.order.batch import OrderRequest
+from ticketing.payment import batch, flows
 from ticketing.kit.batching import Entry
 from ticketing.payment.batch import MockNotification, apply_batch
+from ticketing.tenant.demo import load_demo
 
 
 def _waiting(body: dict | bytes, tenant: str = "default") -> Entry[MockNotification]:
@@ -272,3 +283,54 @@ def test_one_notification_alone_takes_the_same_few_round_trips(client, db, db_ur
     assert (again.http_status, again.outcome) == (200, "replayed")
     assert again.body["tickets_issued"] == first.body["tickets_issued"]
     assert violations(db) == []
+
+
+async def _queued_behind(first: Coroutine[Any, Any, Any], rest: list[Coroutine[Any, Any, Any]],
+                         holder: Holder) -> list[Any]:
+    """`first`, then `rest` while its batch waits for the writer lock `holder` holds."""
+    head = asyncio.ensure_future(first)
+    await asyncio.sleep(0.3)  # its batch is taken, or waits for its turn to be taken
+    tail = [asyncio.ensure_future(c) for c in rest]
+    await asyncio.sleep(0.3)
+    holder.release()
+    return await asyncio.gather(head, *tail)
+
+
+def test_on_sqlite_what_arrives_while_another_process_writes_joins_one_batch(
+        tmp_path, sqlite_template):
+    """A SQLite file has one writer at a time. A batch waiting for another process's
+    writer takes what arrived meanwhile: one transaction for all of it, not one for
+    the first arrival and another for the rest."""
+    path = tmp_path / "turns.db"
+    shutil.copy(sqlite_template, path)
+    settings = make_settings(f"sqlite:///{path}", tmp_path)
+    db = Database(settings.database_url, pool_size=5)
+    with db.transaction() as session:
+        load_demo(session)
+    with TestClient(create_app(settings, database=db)) as client:
+        paid = [place_order(client, items=[(101, 1)]) for _ in range(6)]
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+
+    def payment(order: dict) -> Coroutine[Any, Any, Any]:
+        raw = json.dumps(_success(order, txn_id())).encode()
+        return batch.notify_mock(db, 16, "default", raw, {})
+
+    with writer_lock_held(path) as holder:
+        results = asyncio.run(_queued_behind(payment(paid[0]),
+                                             [payment(o) for o in paid[1:]], holder))
+    assert [(r.http_status, r.outcome) for r in results] == [(200, "processed")] * 6
+    assert len(commits) == 1
+
+    def order() -> Coroutine[Any, Any, Any]:
+        return order_batch.place(db, 900, 16, OrderRequest("default", "user123",
+                                                           [{"product_id": 101, "quantity": 1}],
+                                                           None))
+
+    commits.clear()
+    with writer_lock_held(path) as holder:
+        views = asyncio.run(_queued_behind(order(), [order() for _ in range(5)], holder))
+    assert [v["status"] for v in views] == ["PENDING"] * 6
+    assert len(commits) == 1
+    assert violations(db) == []
+    db.dispose()

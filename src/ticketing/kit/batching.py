@@ -10,6 +10,11 @@ running takes every request waiting (up to `max_size`):
   returns, once that transaction has committed, the answers of the requests it
   handled (by position). Nothing is answered before its COMMIT.
 
+A batch is taken once its `turn` has come: on SQLite, the file's writer lock, which
+another process may hold. What arrives while a batch waits for that lock joins it, so
+the two processes' batches take turns, each as large as the wait made it, instead of a
+lone request going first and the rest waiting a second time behind it.
+
 Every request `together` did not answer (it left it out, or the batch failed and
 rolled back whole) is then handled by `alone` in its own thread, as if it had
 arrived by itself. `alone` raising is that request's answer, raised in its own thread.
@@ -27,6 +32,7 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -58,9 +64,10 @@ class GroupCommit(Generic[T, R]):
     """One batch at a time per process; the rest gather while it runs."""
 
     def __init__(self, name: str, max_size: int, alone: Callable[[T], R],
-                 together: Callable[[list[Entry[T]]], dict[int, R]]) -> None:
+                 together: Callable[[list[Entry[T]]], dict[int, R]],
+                 turn: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self.name, self.max_size = name, max_size
-        self.alone, self.together = alone, together
+        self.alone, self.together, self.turn = alone, together, turn
         self._waiting: list[Entry[T]] = []
         self._guard = threading.Lock()  # the waiting list and `_draining`
         self._turn = threading.Lock()   # one batch at a time
@@ -116,9 +123,13 @@ class GroupCommit(Generic[T, R]):
 
     def _handle_waiting(self) -> None:
         """Take what waits (up to max_size) and handle it; the caller holds `_turn`."""
-        with self._guard:
-            batch = self._waiting[: self.max_size]
-            del self._waiting[: self.max_size]
+        with self.turn():
+            with self._guard:
+                batch = self._waiting[: self.max_size]
+                del self._waiting[: self.max_size]
+            self._handle(batch)
+
+    def _handle(self, batch: list[Entry[T]]) -> None:
         try:
             if len(batch) == 1:  # alone: handled now, while the next ones gather
                 self._handle_alone(batch[0])

@@ -122,4 +122,4 @@ def _batcher(db: Database, ttl_seconds: int,
         with db.transaction() as session:
             return place_batch(session, batch, ttl_seconds)
 
-    return GroupCommit("order", max_size, alone, together)
+    return GroupCommit("order", max_size, alone, together, db.writer_turn)

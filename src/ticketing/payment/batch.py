@@ -110,7 +110,7 @@ def _batcher(db: Database, max_size: int) -> GroupCommit[MockNotification, Notif
         with db.transaction() as session:
             return apply_batch(session, batch)
 
-    return GroupCommit("notification", max_size, alone, together)
+    return GroupCommit("notification", max_size, alone, together, db.writer_turn)
 
 
 async def notify_mock(db: Database, max_size: int, slug: str, raw: bytes,
