@@ -1,9 +1,13 @@
 """Placing and reading orders (TC-PAY-001, TC-PAY-002, TC-ORDER-101), on both databases."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from threading import Barrier
 
+from tests.audit.books import violations
 from tests.factories import CUSTOMER, OPERATOR, place_order, product
 from ticketing.api.app import expire_once
+from ticketing.order.batch import OrderRequest, place_alone
 from ticketing.order.schemas import OrderOut
 
 
@@ -159,3 +163,24 @@ def test_pay_with_mock_marks_paying_and_returns_the_notification(client):
     assert done.status_code == 200 and done.json()["status"] == "processed"
     again = client.post(f"/orders/{order['order_id']}/pay", headers=CUSTOMER, json={"gateway": "mock"})
     assert again.status_code == 409 and again.json()["code"] == "order_not_payable"
+
+
+def test_requests_with_one_idempotency_key_at_once_get_one_order(client, db):
+    """A client retrying before its first try was answered: every try, however many at
+    once, is answered with the one order placed, and its stock is held once."""
+    tries = 8
+    for round_ in range(3):
+        req = OrderRequest("default", "user123", [{"product_id": 101, "quantity": 1}],
+                           f"retry-{round_}")
+        barrier = Barrier(tries)
+
+        def attempt(_: int) -> dict:
+            barrier.wait()
+            return place_alone(db, 900, req)
+
+        with ThreadPoolExecutor(tries) as pool:
+            views = list(pool.map(attempt, range(tries)))
+        assert len({v["order_id"] for v in views}) == 1
+        assert all(v == views[0] for v in views)
+        assert product(client, 101)["reserved"] == round_ + 1
+    assert violations(db) == []

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio.to_thread
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ticketing.db import Database
@@ -32,6 +33,8 @@ from ticketing.order import service
 from ticketing.kit.sql import Pipeline
 from ticketing.tenant.repository import products_in, users_by_token_hashes_in
 from ticketing.tenant.service import authenticate, find_tenant, hash_token
+
+log = structlog.get_logger(component="order")
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,28 @@ class OrderRequest:
 
 
 def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, Any]:
-    """Place one order in a transaction of its own; the contract's view of it."""
-    with db.transaction() as session:
-        caller = authenticate(session, req.slug, req.token, "customer")
-        order, items = service.create_order(session, caller, req.items, ttl_seconds=ttl_seconds,
-                                            idempotency_key=req.idempotency_key)
-        return service.order_view(order, items)
+    """Place one order in a transaction of its own; the contract's view of it.
+
+    Two requests with the same Idempotency-Key at once (a client retrying before its
+    first try was answered) both find no order under the key; on PostgreSQL the second
+    to insert waits for the first and then breaks UNIQUE (tenant, user, key). It is
+    rolled back whole and runs once more, when it finds the first one's order and
+    answers with it (or 409 if it asked for something else), as it would have had it
+    come a moment later.
+    """
+    for attempt in (1, 2):
+        try:
+            with db.transaction() as session:
+                caller = authenticate(session, req.slug, req.token, "customer")
+                order, items = service.create_order(session, caller, req.items,
+                                                    ttl_seconds=ttl_seconds,
+                                                    idempotency_key=req.idempotency_key)
+                return service.order_view(order, items)
+        except IntegrityError:
+            if attempt == 2 or not req.idempotency_key:
+                raise
+            log.info("order.idempotency_key_raced")
+    raise AssertionError("unreachable")
 
 
 def place_batch(session: Session, batch: list[Entry[OrderRequest]],
