@@ -53,3 +53,32 @@ def test_workers_listen_each_on_their_own_socket_and_share_connections(tmp_path)
         for sock in socks:
             sock.close()
         server.stop()
+
+
+def _get_healthz(sock: socket.socket) -> bytes:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    return sock.recv(4096)
+
+
+def test_an_idle_keep_alive_connection_outlasts_the_clients_pool_expiry(tmp_path):
+    """A client or proxy reuses a pooled connection idle for up to its own expiry (httpx:
+    5 s, uvicorn's default too; proxies: 60 s). The server must not close it first, or
+    a request sent as it closes is lost to a reset."""
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    servers = [Server(url, workers, tmp_path / f"server-{workers}.log").start()
+               for workers in (1, 2)]  # uvicorn.run, and the multi-socket supervisor
+    socks = []
+    try:
+        for server in servers:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            socks.append(sock)
+            assert _get_healthz(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)  # longer than httpx's pool expiry and uvicorn's default timeout
+        for sock in socks:
+            assert _get_healthz(sock).startswith(b"HTTP/1.1 200")  # the same connection
+    finally:
+        for sock in socks:
+            sock.close()
+        for server in servers:
+            server.stop()

@@ -48,13 +48,22 @@ class OwnSocket:
         return reuseport_socket, (self.host, self.port)
 
 
+# How long an idle keep-alive connection stays open. It must outlast the idle time after
+# which the clients and proxies in front reuse or drop a pooled connection (60 s for
+# nginx's and most load balancers' upstream pools; 5 s for httpx), or the server closes
+# a connection just as one of them sends a request on it, and the sender gets a reset
+# (a 502 from a proxy, a ReadError from httpx) for a request that never arrived.
+KEEP_ALIVE_SECONDS = 75
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from uvicorn.supervisors import Multiprocess
 
     app = "ticketing.api.app:create_app_from_env"
-    options = dict(factory=True, access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+    options = dict(factory=True, access_log=False, log_level="warning", timeout_graceful_shutdown=10,
+                   timeout_keep_alive=KEEP_ALIVE_SECONDS)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ticketing-metrics-")
     if args.workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
