@@ -90,33 +90,33 @@ def test_few_requests_one_at_a_time_are_each_handled_alone(n):
     assert work.batches == []
 
 
-def test_a_batch_is_taken_once_its_turn_has_come():
-    """What arrives while a batch waits for its turn (another writer's lock) joins it."""
+def test_a_batch_is_taken_once_its_gate_lets_it():
+    """What arrives while a batch waits at its gate (another writer's lock) joins it."""
     work = Work()
-    waiting_for_turn, go = threading.Event(), threading.Event()
-    turns = []
+    waiting_at_gate, go = threading.Event(), threading.Event()
+    gates = []
 
     @contextmanager
-    def turn():
-        turns.append(len(turns))
-        if len(turns) == 1:
-            waiting_for_turn.set()
+    def gate():
+        gates.append(len(gates))
+        if len(gates) == 1:
+            waiting_at_gate.set()
             assert go.wait(10)
         yield
 
-    group = GroupCommit("test", 8, work.alone, work.together, turn)
+    group = GroupCommit("test", 8, work.alone, work.together, gate)
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(group.submit, 0)
-        assert waiting_for_turn.wait(10)
+        assert waiting_at_gate.wait(10)
         rest = [pool.submit(group.submit, n) for n in range(2, 12, 2)]
-        while len(group._waiting) < 6:  # all six queued behind the first one's turn
+        while len(group._waiting) < 6:  # all six queued behind the first one's gate
             time.sleep(0.01)
         go.set()
         answers = [first.result(10)] + [f.result(10) for f in rest]
     assert work.batches == [[0, 2, 4, 6, 8, 10]]
     assert work.alone_calls == []
     assert answers == [f"together {n}" for n in range(0, 12, 2)]
-    assert turns == [0]
+    assert gates == [0]
 
 
 async def _gather(group: GroupCommit, values: list[int]) -> dict[int, object]:

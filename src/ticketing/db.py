@@ -32,7 +32,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -229,12 +229,19 @@ def _prepare_postgresql(engine: Engine) -> None:
             raise DisconnectionError("the server closed the connection while it was pooled")
 
 
+def _sqlite_file(url: URL) -> str | None:
+    """The file a SQLite URL names; None for an in-memory database or another backend."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
     """Create an engine for `url` with the settings this service relies on."""
     url = sqlalchemy_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = parsed.database if parsed.database and parsed.database != ":memory:" else None
+        path = _sqlite_file(parsed)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
@@ -262,8 +269,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self.dialect = self.engine.dialect.name
-        path = self.engine.url.database if self.dialect == "sqlite" else None
-        self._writer = writer_lock(path) if path and path != ":memory:" else None
+        path = _sqlite_file(self.engine.url)  # the lock make_engine gave its connections
+        self._writer = writer_lock(path) if path is not None else None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READONLY: True}),

@@ -289,7 +289,7 @@ async def _queued_behind(first: Coroutine[Any, Any, Any], rest: list[Coroutine[A
                          holder: Holder) -> list[Any]:
     """`first`, then `rest` while its batch waits for the writer lock `holder` holds."""
     head = asyncio.ensure_future(first)
-    await asyncio.sleep(0.3)  # its batch is taken, or waits for its turn to be taken
+    await asyncio.sleep(0.3)  # its batch is taken, or waits at its gate to be taken
     tail = [asyncio.ensure_future(c) for c in rest]
     await asyncio.sleep(0.3)
     holder.release()

@@ -10,7 +10,7 @@ running takes every request waiting (up to `max_size`):
   returns, once that transaction has committed, the answers of the requests it
   handled (by position). Nothing is answered before its COMMIT.
 
-A batch is taken once its `turn` has come: on SQLite, the file's writer lock, which
+A batch is taken once its `gate` lets it: on SQLite, the file's writer lock, which
 another process may hold. What arrives while a batch waits for that lock joins it, so
 the two processes' batches take turns, each as large as the wait made it, instead of a
 lone request going first and the rest waiting a second time behind it.
@@ -65,9 +65,9 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(self, name: str, max_size: int, alone: Callable[[T], R],
                  together: Callable[[list[Entry[T]]], dict[int, R]],
-                 turn: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+                 gate: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self.name, self.max_size = name, max_size
-        self.alone, self.together, self.turn = alone, together, turn
+        self.alone, self.together, self.gate = alone, together, gate
         self._waiting: list[Entry[T]] = []
         self._guard = threading.Lock()  # the waiting list and `_draining`
         self._turn = threading.Lock()   # one batch at a time
@@ -123,7 +123,7 @@ class GroupCommit(Generic[T, R]):
 
     def _handle_waiting(self) -> None:
         """Take what waits (up to max_size) and handle it; the caller holds `_turn`."""
-        with self.turn():
+        with self.gate():  # held while the batch is taken and handled
             with self._guard:
                 batch = self._waiting[: self.max_size]
                 del self._waiting[: self.max_size]
