@@ -56,8 +56,24 @@ def test_workers_listen_each_on_their_own_socket_and_share_connections(tmp_path)
 
 
 def _get_healthz(sock: socket.socket) -> bytes:
+    """One whole answer to GET /healthz on `sock` (b"" if the server closed it): its head
+    and then as many body bytes as its Content-Length says, however they were split."""
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-    return sock.recv(4096)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_an_idle_keep_alive_connection_outlasts_the_clients_pool_expiry(tmp_path):
