@@ -1,17 +1,18 @@
 """kit.sql.Pipeline: queued writes run in order, in the caller's transaction, and fail whole.
 
 On PostgreSQL they go out in one psycopg pipeline (one round trip, counted here from
-libpq's protocol trace); on SQLite through SQLAlchemy one after another. Both must give
+libpq's protocol trace), an INSERT of many rows as one statement over a JSON array of
+them; on SQLite through SQLAlchemy one after another. Both must give
 the same rows, row counts and ids, and a failure anywhere among them must leave
 nothing of any of them once the transaction rolls back.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tests.wire import client_messages, exchanges, since_last_begin
@@ -100,6 +101,43 @@ def test_json_values_of_any_shape_are_stored_as_given_by_a_many_row_insert(db):
     assert _notes(db) == [(f"s{i}", shape) for i, shape in enumerate(shapes)]
 
 
+def test_a_json_null_stays_json_null_in_a_many_row_insert(db):
+    """SQLAlchemy stores None in a JSON column as JSON null, not SQL NULL (a NOT NULL
+    column takes it); so does a many-row insert."""
+    tenant = _tenant(db)
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_PLAIN, [{**_note(tenant, f"z{i}"), "headers": None}
+                                    for i in range(3)], expect=3)
+        pipeline.flush()
+    with db.transaction() as session:
+        assert session.execute(select(func.count()).where(
+            _NOTES.c.headers.is_(None))).scalar_one() == 0
+    assert _notes(db) == [(f"z{i}", None) for i in range(3)]
+
+
+def test_values_of_every_kind_are_stored_as_given_by_a_many_row_insert(db):
+    """Text that JSON or SQL would escape, integers past a double's precision, an
+    offset other than UTC, microseconds, NULL and empty text, in many rows at once."""
+    tenant = _tenant(db)
+    texts = ['quote " and \\ backslash', "it's", "line\nbreak\ttab", "ünïcødé 票 🚇", "",
+             "{\"not\": \"json\"}", "%(rows)s :rows ?"]
+    base = datetime(2026, 12, 2, 20, 5, 46, 123456, tzinfo=timezone(timedelta(hours=8)))
+    rows = [{**_note(tenant, f"k{i}", base + timedelta(microseconds=i)), "body": body,
+             "amount": 2**62 + i, "detail": None if i % 2 else body}
+            for i, body in enumerate(texts)]
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_PLAIN, rows, expect=len(rows))
+        pipeline.flush()
+    with db.transaction() as session:
+        stored = session.execute(
+            select(_NOTES.c.body, _NOTES.c.amount, _NOTES.c.detail, _NOTES.c.received_at)
+            .order_by(_NOTES.c.id)).all()
+    assert [tuple(r) for r in stored] == [
+        (r["body"], r["amount"], r["detail"], r["received_at"]) for r in rows]
+
+
 def test_a_row_count_other_than_expected_fails_the_whole_transaction(db):
     tenant = _tenant(db)
     before = _sold(db, tenant)
@@ -186,7 +224,8 @@ def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
                 session.execute(select(Tenant.id).where(Tenant.id == tenant))  # on its own
                 pipeline.flush()
         kinds = since_last_begin(sent)
-        assert kinds.count("Execute") == 1 + 5 + 3 + 2, kinds  # the SELECT, then each row
+        # the SELECT, each INSERT once for all its rows, the UPDATE once per row
+        assert kinds.count("Execute") == 1 + 1 + 1 + 2, kinds
         assert len(_notes(db)) == 8
         # BEGIN, the SELECT, the writes (one exchange), COMMIT
         assert exchanges(kinds) == 4, kinds

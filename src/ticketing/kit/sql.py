@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, literal_column, select, true
+import orjson
+from psycopg.types.json import Json, Jsonb
+from sqlalchemy import (JSON, Select, Table, bindparam, cast, func, literal_column, select, text,
+                        true)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -130,8 +134,9 @@ class Pipeline:
     and about as much on the server), plus SQLAlchemy's work per execution (about
     140 µs), more than most of these statements cost the database. On PostgreSQL,
     `flush` sends every queued statement, a write with all its parameter sets, in one
-    psycopg pipeline: one round trip for all of them, run by the server in the order
-    queued (a statement sees what the ones before it did, and a read queued after a
+    psycopg pipeline: one round trip for all of them (an INSERT of many rows goes as
+    one statement, see `_row_form`), run by the server in the order queued (a
+    statement sees what the ones before it did, and a read queued after a
     locking read sees what was committed before the lock was granted). (psycopg
     still sends a transaction's BEGIN as an exchange of its own.) Each
     statement is compiled by SQLAlchemy once per dialect and set of parameter names
@@ -267,6 +272,72 @@ def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
     return found
 
 
+_ROW_FORMS: dict[tuple[int, tuple[str, ...]], tuple[Any, str | None] | None] = {}
+
+
+def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[Any, str | None] | None:
+    """A plain INSERT of many rows as one PostgreSQL statement over a JSON array of
+    them, and the key its returned rows sort by; None for a statement that keeps its
+    executemany.
+
+        INSERT INTO t (a, b) SELECT v.a, CAST(v.b AS JSON)
+        FROM ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS (a BIGINT, b TEXT))
+             WITH ORDINALITY AS v(a, b, n)
+        ORDER BY v.n [RETURNING …]
+
+    psycopg's executemany sends each parameter set as a command of its own, with a
+    wait on the socket for each, and the server runs each as a statement: for a
+    notification batch, thirty-odd commands where the tables written are six. This
+    form is one command per table, with one text whatever the number of rows
+    (prepared once, like ListLookup's) and one parameter, the rows as JSON made by
+    orjson. Each value is converted by its column's type first, as in a row of its
+    own; a JSON column's value travels as its JSON text (a JSON null stays JSON
+    null, not SQL NULL) and is cast back. The rows go in in parameter order (ORDER BY
+    keeps the subquery apart and sorted, and the defaults, the sequence's next id
+    among them, are computed above it, row by row), so a RETURNING that includes the
+    table's integer primary key gives parameter order back when sorted by it: what
+    SQLAlchemy's own many-row INSERT relies on. An INSERT that returns rows without
+    that key keeps its executemany, and so does an UPDATE: joined to a list of keys,
+    its rows would be looked up, and locked, in whatever order and by whatever plan
+    the planner chose from its estimates.
+    """
+    key = (id(stmt), keys)
+    if key in _ROW_FORMS:
+        return _ROW_FORMS[key]
+    form = None
+    table = getattr(stmt, "table", None)
+    if (stmt.is_insert and not stmt._multi_values and not stmt._values
+            and not stmt._post_values_clause and table is not None
+            and all(k in table.c for k in keys)):
+        sort_key = None
+        if stmt._returning:
+            pk = list(table.primary_key.columns)
+            names = {getattr(c, "key", None) for c in stmt._returning}
+            if len(pk) == 1 and pk[0].autoincrement in (True, "auto") and pk[0].key in names:
+                sort_key = pk[0].key
+        if not stmt._returning or sort_key is not None:
+            json_keys = frozenset(k for k in keys if isinstance(table.c[k].type, JSON))
+            name = {k: dialect.identifier_preparer.quote(table.c[k].name) for k in keys}
+            declared = ", ".join(
+                f"{name[k]} {'TEXT' if k in json_keys else table.c[k].type.compile(dialect=dialect)}"
+                for k in keys)
+            source = text(f"ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS ({declared})) "
+                          f"WITH ORDINALITY AS v({', '.join(name[k] for k in keys)}, n)")
+            values = [cast(literal_column(f"v.{name[k]}"), JSON) if k in json_keys
+                      else literal_column(f"v.{name[k]}") for k in keys]
+            rows = select(*values).select_from(source).order_by(literal_column("v.n"))
+            form = (stmt.from_select(list(keys), rows), sort_key)
+    _ROW_FORMS[key] = form
+    return form
+
+
+def _json_text(value: Any) -> Any:
+    """orjson's fallback: a JSON column's value, as the driver would have sent it."""
+    if isinstance(value, (Json, Jsonb)):
+        return (value.dumps or json.dumps)(value.obj)
+    raise TypeError(f"{type(value).__name__} cannot be sent in a many-row INSERT")
+
+
 def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                ) -> None:
     """The statements in one psycopg pipeline: one round trip (see Pipeline)."""
@@ -276,32 +347,41 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
     try:
         with driver.pipeline():
             for stmt, params, _expect, _done in queued:
-                plan = _compiled(stmt, conn.dialect, tuple(params[0]))
+                keys = tuple(params[0])
+                plan = _compiled(stmt, conn.dialect, keys)
                 if plan.binds:
                     params = [{k: (plan.binds[k](v) if k in plan.binds else v)
                                for k, v in row.items()} for row in params]
+                form = (None if stmt.is_select or len(params) == 1
+                        else _row_form(stmt, conn.dialect, keys))
+                if form is not None:  # the converted rows, as one JSON array
+                    params = [{"rows": orjson.dumps(params, default=_json_text).decode()}]
+                    plan = _compiled(form[0], conn.dialect, ("rows",))
                 cursor = driver.cursor()
-                cursors.append((cursor, plan))
+                cursors.append((cursor, plan, form))
                 if events:  # what listeners of executed statements see (tests, the bench)
                     conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, params, None,
                                                         not stmt.is_select)
-                if stmt.is_select:
+                if stmt.is_select or form is not None:
                     cursor.execute(plan.sql, params[0])
                 else:
                     cursor.executemany(plan.sql, params, returning=bool(stmt._returning))
-        for (stmt, _params, _expect, done), (cursor, plan) in zip(queued, cursors, strict=True):
-            if _returns_rows(stmt):  # one result set per parameter set
+        for (stmt, _params, _expect, done), (cursor, plan, form) in zip(queued, cursors,
+                                                                        strict=True):
+            if _returns_rows(stmt):  # one result set per parameter set, or one for all
                 done.rows = _returned(cursor, plan)
+                if form is not None and form[1] is not None:
+                    done.rows.sort(key=lambda row, k=form[1]: getattr(row, k))
                 done.rowcount = len(done.rows)
             else:  # the sum over the parameter sets
                 done.rowcount = cursor.rowcount
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
-        _raise_wrapped(conn, exc, [plan.sql for _cursor, plan in cursors])
+        _raise_wrapped(conn, exc, [plan.sql for _cursor, plan, _form in cursors])
         raise
     finally:
-        for cursor, _plan in cursors:
+        for cursor, _plan, _form in cursors:
             cursor.close()
 
 
