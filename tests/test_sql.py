@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from tests.factories import OPERATOR, notify, place_order, txn_id
 from tests.sqlite_plans import Statements, explain, unkeyed_loops
 from ticketing.db import Database
-from ticketing.kit.sql import ListLookup
+from ticketing.kit.sql import ListLookup, Pipeline
 from ticketing.order.repository import _ITEMS_MANY, _LOCK_MANY
 from ticketing.payment.repository import _RECORDED
 from ticketing.ticket.repository import _ENTITLEMENTS_OF_ORDERS
@@ -149,7 +149,9 @@ def test_each_element_is_one_index_probe_on_sqlite_at_every_batch_size(
                 params = {key: 1 if value is None else lists.get(value, value)
                           for key, value in shape.items()}
                 recorded.seen.clear()
-                list(lookup.run(session, params))
+                pipeline = Pipeline(session)  # the statement a batch runs for that length
+                lookup.queue(pipeline, params)
+                pipeline.flush()
                 (sql_text, bound), = recorded.seen
                 if loops := unkeyed_loops(sql_text, explain(raw, sql_text, bound)):
                     bad[n] = loops
@@ -181,3 +183,17 @@ def test_both_databases_find_the_same_rows(client, db):
         recorded = _RECORDED.run(session, {"tenant_id": tenant_id, "gateway": "mock",
                                            "gateway_txn_ids": [*txns, "never-seen"]})
         assert sorted(row[0] for row in recorded) == sorted(txns[:2])
+        # queued in a pipeline (SQLite: a statement of that length, on sqlite3 directly),
+        # the same rows, converted the same way
+        pipeline = Pipeline(session)
+        queued = [lookup.queue(pipeline, params) for lookup, params in (
+            (_LOCK_MANY, {"tenant_id": tenant_id, "order_ids": [ids[2], ids[0], ids[1]]}),
+            (_LOCK_MANY, {"tenant_id": other, "order_ids": ids}),
+            (_ITEMS_MANY, {"tenant_id": tenant_id, "order_ids": ids}),
+            (_RECORDED, {"tenant_id": tenant_id, "gateway": "mock",
+                         "gateway_txn_ids": [*txns, "never-seen"]}))]
+        pipeline.flush()
+        assert [tuple(row) for row in queued[0].rows] == [tuple(row) for row in locked]
+        assert queued[1].rows == []
+        assert [tuple(row) for row in queued[2].rows] == [tuple(row) for row in items]
+        assert sorted(row[0] for row in queued[3].rows) == sorted(txns[:2])

@@ -94,8 +94,10 @@ class ListLookup:
 
     def __init__(self, base: Select[Any], column: Any, name: str, *,
                  order_by: Any = None, sqlite_base: Select[Any] | None = None) -> None:
-        sqlite_stmt = (base if sqlite_base is None else sqlite_base).where(
-            column.in_(bindparam(name, expanding=True)))
+        self.column, self.name, self.order_by = column, name, order_by
+        self.sqlite_base = base if sqlite_base is None else sqlite_base
+        self._sqlite_by_length: dict[int, Any] = {}
+        sqlite_stmt = self.sqlite_base.where(column.in_(bindparam(name, expanding=True)))
         keys = (func.unnest(bindparam(name, type_=postgresql.ARRAY(column.type)))
                 .table_valued("value").render_derived(name="k"))
         found = base.where(column == keys.c.value).offset(literal_column("0")).lateral("found")
@@ -111,8 +113,25 @@ class ListLookup:
         return conn.execute(self.statements[conn.dialect.name], params)
 
     def queue(self, pipeline: Pipeline, params: dict[str, Any]) -> Queued:
-        """The dialect's statement, queued in `pipeline`; its rows once it is flushed."""
-        return pipeline.read(self.statements[pipeline.dialect], params)
+        """The dialect's statement, queued in `pipeline`; its rows once it is flushed.
+
+        On SQLite the list's elements are bound one by one, `name_0`, `name_1`, ...: a
+        statement per length of list, so that the pipeline can run it on `sqlite3`
+        directly, as it does writes (an expanding parameter is SQLAlchemy's to expand).
+        """
+        if pipeline.dialect != "sqlite":
+            return pipeline.read(self.statements[pipeline.dialect], params)
+        values = list(params[self.name])
+        stmt = self._sqlite_by_length.get(len(values))
+        if stmt is None:
+            stmt = self.sqlite_base.where(self.column.in_(
+                [bindparam(f"{self.name}_{i}") for i in range(len(values))]))
+            if self.order_by is not None:
+                stmt = stmt.order_by(self.order_by)
+            stmt = self._sqlite_by_length.setdefault(len(values), stmt)
+        bound = {k: v for k, v in params.items() if k != self.name}
+        bound.update((f"{self.name}_{i}", v) for i, v in enumerate(values))
+        return pipeline.read(stmt, bound)
 
 
 class Queued:
@@ -143,9 +162,9 @@ class Pipeline:
     (`_compiled`), and its parameters and rows converted by the column types as
     SQLAlchemy would, so the SQL and the values are the ones the Core statement would
     have. SQLite runs in-process, where a round trip costs nothing but SQLAlchemy's
-    work per execution is most of a statement's cost: its writes go to `sqlite3`
-    directly, compiled and converted the same way, its reads (lists bound as expanding
-    IN) through SQLAlchemy.
+    work per execution is most of a statement's cost: its statements go to `sqlite3`
+    directly, compiled and converted the same way (a ListLookup binds its list's
+    elements one by one there, see `ListLookup.queue`).
 
     Nothing is committed by a flush. A failure of any statement raises (a database's
     error as SQLAlchemy's, as a statement run through it would), and the caller's
@@ -387,23 +406,25 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
 
 def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                 ) -> None:
-    """The statements on SQLite: writes straight to `sqlite3`, reads through SQLAlchemy."""
+    """The statements on SQLite, straight to `sqlite3`."""
     events = conn._has_events or conn.engine._has_events
     cursor = conn.connection.driver_connection.cursor()
     sql = ""
     try:
         for stmt, params, _expect, done in queued:
-            if stmt.is_select:
-                _one_by_one(conn, stmt, params, done)
-                continue
             plan = _compiled(stmt, conn.dialect, tuple(params[0]))
             sql = plan.sql
-            assert plan.positions is not None
             rows = [tuple(plan.binds[k](row[k]) if k in plan.binds else row[k]
-                          for k in plan.positions) for row in params]
-            if events:
-                conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, rows, None, True)
-            if stmt._returning:  # one row at a time: SQLite returns them in no set order
+                          for k in plan.positions or ()) for row in params]
+            if events:  # a read's one row of parameters, a write's every row
+                conn.dispatch.before_cursor_execute(
+                    conn, cursor, plan.sql, rows[0] if stmt.is_select else rows, None,
+                    not stmt.is_select)
+            if stmt.is_select:
+                cursor.execute(plan.sql, rows[0])
+                done.rows = _converted(cursor.fetchall(), plan)
+                done.rowcount = len(done.rows)
+            elif stmt._returning:  # one row at a time: SQLite returns them in no set order
                 done.rows = []
                 for row in rows:
                     cursor.execute(plan.sql, row)
@@ -412,7 +433,7 @@ def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | N
             else:
                 cursor.executemany(plan.sql, rows)
                 done.rowcount = cursor.rowcount
-    except Exception as exc:  # reads raise SQLAlchemy's errors already, writes the driver's
+    except Exception as exc:
         _raise_wrapped(conn, exc, [sql])
         raise
     finally:
