@@ -2,7 +2,7 @@
 
 On PostgreSQL they go out in one psycopg pipeline (one round trip, counted here from
 libpq's protocol trace), an INSERT of many rows as one statement over a JSON array of
-them; on SQLite through SQLAlchemy one after another. Both must give
+them; on SQLite straight to `sqlite3`, one after another. Both must give
 the same rows, row counts and ids, and a failure anywhere among them must leave
 nothing of any of them once the transaction rolls back.
 """

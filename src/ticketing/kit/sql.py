@@ -97,15 +97,19 @@ class ListLookup:
         self.column, self.name, self.order_by = column, name, order_by
         self.sqlite_base = base if sqlite_base is None else sqlite_base
         self._sqlite_by_length: dict[int, Any] = {}
-        sqlite_stmt = self.sqlite_base.where(column.in_(bindparam(name, expanding=True)))
+        sqlite_stmt = self._sqlite_stmt(bindparam(name, expanding=True))
         keys = (func.unnest(bindparam(name, type_=postgresql.ARRAY(column.type)))
                 .table_valued("value").render_derived(name="k"))
         found = base.where(column == keys.c.value).offset(literal_column("0")).lateral("found")
         pg_stmt = select(*found.c).select_from(keys).join(found, true())
         if order_by is not None:
-            sqlite_stmt = sqlite_stmt.order_by(order_by)
             pg_stmt = pg_stmt.order_by(found.c[order_by.key])
         self.statements = {"postgresql": pg_stmt, "sqlite": sqlite_stmt}
+
+    def _sqlite_stmt(self, keys: Any) -> Any:
+        """SQLite's statement for `keys` (an expanding parameter, or a list of them)."""
+        stmt = self.sqlite_base.where(self.column.in_(keys))
+        return stmt if self.order_by is None else stmt.order_by(self.order_by)
 
     def run(self, session: Session, params: Any) -> Any:
         """Execute the dialect's statement as `run` does (Core, the session's connection)."""
@@ -124,11 +128,8 @@ class ListLookup:
         values = list(params[self.name])
         stmt = self._sqlite_by_length.get(len(values))
         if stmt is None:
-            stmt = self.sqlite_base.where(self.column.in_(
+            stmt = self._sqlite_by_length.setdefault(len(values), self._sqlite_stmt(
                 [bindparam(f"{self.name}_{i}") for i in range(len(values))]))
-            if self.order_by is not None:
-                stmt = stmt.order_by(self.order_by)
-            stmt = self._sqlite_by_length.setdefault(len(values), stmt)
         bound = {k: v for k, v in params.items() if k != self.name}
         bound.update((f"{self.name}_{i}", v) for i, v in enumerate(values))
         return pipeline.read(stmt, bound)
@@ -291,13 +292,19 @@ def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
     return found
 
 
-_ROW_FORMS: dict[tuple[int, tuple[str, ...]], tuple[Any, str | None] | None] = {}
+@dataclass(frozen=True)
+class _RowForm:
+    insert: Any             # the statement over the JSON array of rows
+    sort_key: str | None    # the returned rows' key to sort by, when rows are returned
 
 
-def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[Any, str | None] | None:
+# -> (the statement, kept so its id is not reused while it is cached here; its form)
+_ROW_FORMS: dict[tuple[int, tuple[str, ...]], tuple[Any, _RowForm | None]] = {}
+
+
+def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _RowForm | None:
     """A plain INSERT of many rows as one PostgreSQL statement over a JSON array of
-    them, and the key its returned rows sort by; None for a statement that keeps its
-    executemany.
+    them; None for a statement that keeps its executemany.
 
         INSERT INTO t (a, b) SELECT v.a, CAST(v.b AS JSON)
         FROM ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS (a BIGINT, b TEXT))
@@ -322,7 +329,7 @@ def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[Any, str 
     """
     key = (id(stmt), keys)
     if key in _ROW_FORMS:
-        return _ROW_FORMS[key]
+        return _ROW_FORMS[key][1]
     form = None
     table = getattr(stmt, "table", None)
     if (stmt.is_insert and not stmt._multi_values and not stmt._values
@@ -345,8 +352,8 @@ def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[Any, str 
             values = [cast(literal_column(f"v.{name[k]}"), JSON) if k in json_keys
                       else literal_column(f"v.{name[k]}") for k in keys]
             rows = select(*values).select_from(source).order_by(literal_column("v.n"))
-            form = (stmt.from_select(list(keys), rows), sort_key)
-    _ROW_FORMS[key] = form
+            form = _RowForm(stmt.from_select(list(keys), rows), sort_key)
+    _ROW_FORMS[key] = (stmt, form)
     return form
 
 
@@ -375,7 +382,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
                         else _row_form(stmt, conn.dialect, keys))
                 if form is not None:  # the converted rows, as one JSON array
                     params = [{"rows": orjson.dumps(params, default=_json_text).decode()}]
-                    plan = _compiled(form[0], conn.dialect, ("rows",))
+                    plan = _compiled(form.insert, conn.dialect, ("rows",))
                 cursor = driver.cursor()
                 cursors.append((cursor, plan, form))
                 if events:  # what listeners of executed statements see (tests, the bench)
@@ -389,8 +396,8 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
                                                                         strict=True):
             if _returns_rows(stmt):  # one result set per parameter set, or one for all
                 done.rows = _returned(cursor, plan)
-                if form is not None and form[1] is not None:
-                    done.rows.sort(key=lambda row, k=form[1]: getattr(row, k))
+                if form is not None and form.sort_key is not None:
+                    done.rows.sort(key=lambda row, k=form.sort_key: getattr(row, k))
                 done.rowcount = len(done.rows)
             else:  # the sum over the parameter sets
                 done.rowcount = cursor.rowcount
