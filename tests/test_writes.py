@@ -1,6 +1,6 @@
 """kit.sql.Pipeline: queued writes run in order, in the caller's transaction, and fail whole.
 
-On PostgreSQL they go out in one psycopg pipeline (one round trip, counted here from
+On PostgreSQL they go out in one libpq pipeline (one round trip, counted here from
 libpq's protocol trace), an INSERT of many rows as one statement over a JSON array of
 them; on SQLite straight to `sqlite3`, one after another. Both must give
 the same rows, row counts and ids, and a failure anywhere among them must leave
@@ -227,7 +227,7 @@ def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
         # the SELECT, each INSERT once for all its rows, the UPDATE once per row
         assert kinds.count("Execute") == 1 + 1 + 1 + 2, kinds
         assert len(_notes(db)) == 8
-        # BEGIN, the SELECT, the writes (one exchange), COMMIT
+        # BEGIN and the SELECT (psycopg's), the writes (one exchange), COMMIT
         assert exchanges(kinds) == 4, kinds
     finally:
         db.dispose()

@@ -31,10 +31,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+from ticketing.kit import pgpipe
 
 READONLY = "ticketing_readonly"
 _LAST = "ticketing_run_last"
@@ -222,11 +225,31 @@ def _socket_has_news(dbapi_conn) -> bool:
     return bool(poller.poll(0))
 
 
+def _forget_prepared(conn: Connection) -> None:
+    if not conn.invalidated:  # an invalidated connection is closed, not reused
+        pgpipe.forget(conn.connection.driver_connection)
+
+
 def _prepare_postgresql(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn, _record, _proxy) -> None:
         if _socket_has_news(dbapi_conn):
             raise DisconnectionError("the server closed the connection while it was pooled")
+
+    # psycopg deallocates a connection's prepared statements when a transaction (or a
+    # savepoint) rolls back; the pipeline's must then be prepared again (kit.pgpipe)
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn) -> None:
+        _forget_prepared(conn)
+
+    @event.listens_for(engine, "rollback_savepoint")
+    def _on_rollback_savepoint(conn, _name, _context) -> None:
+        _forget_prepared(conn)
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_conn, _record, _state) -> None:  # returned to the pool
+        if dbapi_conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            pgpipe.forget(dbapi_conn)
 
 
 def _sqlite_file(url: URL) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from ticketing.kit import pgpipe
 
 
 def insert_ignoring_conflict(
@@ -154,11 +157,11 @@ class Pipeline:
     and about as much on the server), plus SQLAlchemy's work per execution (about
     140 µs), more than most of these statements cost the database. On PostgreSQL,
     `flush` sends every queued statement, a write with all its parameter sets, in one
-    psycopg pipeline: one round trip for all of them (an INSERT of many rows goes as
-    one statement, see `_row_form`), run by the server in the order queued (a
+    libpq pipeline (`kit.pgpipe`): one write and one round trip for all of them, the
+    transaction's BEGIN too if it is the first (an INSERT of many rows goes as one
+    statement, see `_row_form`), run by the server in the order queued (a
     statement sees what the ones before it did, and a read queued after a
-    locking read sees what was committed before the lock was granted). (psycopg
-    still sends a transaction's BEGIN as an exchange of its own.) Each
+    locking read sees what was committed before the lock was granted). Each
     statement is compiled by SQLAlchemy once per dialect and set of parameter names
     (`_compiled`), and its parameters and rows converted by the column types as
     SQLAlchemy would, so the SQL and the values are the ones the Core statement would
@@ -172,7 +175,8 @@ class Pipeline:
     transaction rolls back whole. `expect` is the number of rows a write
     must change; a different count raises RuntimeError (an UPDATE guarded by a lock
     that did not guard). Listeners of SQLAlchemy's `before_cursor_execute` see every
-    statement, pipelined or not.
+    statement, pipelined or not (a pipelined one on PostgreSQL with its parameters as
+    queued, and no cursor).
     """
 
     def __init__(self, session: Session) -> None:
@@ -262,6 +266,7 @@ class _Compiled:
     sql: str
     binds: dict[str, Any]   # parameter name -> the column type's conversion, where it has one
     positions: tuple[str, ...] | None  # parameter names in order (SQLite's `?` style)
+    numbered: bytes | None  # PostgreSQL: the text with `$1, $2, ...` for `positions`
     row: Any                # the named tuple of a returned row
     columns: tuple[Any, ...]  # each returned column's conversion, or None
     stmt: Any               # kept, so its id is not reused while it is cached here
@@ -282,14 +287,33 @@ def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _Compiled:
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("a statement with an expanding parameter cannot be pipelined")
         names = tuple(c[0] for c in compiled._result_columns)
+        positions, numbered = (tuple(compiled.positiontup) if compiled.positiontup else None,
+                               None)
+        if dialect.name == "postgresql":
+            numbered, positions = _numbered(compiled.string)
         found = _COMPILED[key] = _Compiled(
-            compiled.string, dict(compiled._bind_processors),
-            tuple(compiled.positiontup) if compiled.positiontup else None,
+            compiled.string, dict(compiled._bind_processors), positions, numbered,
             namedtuple("Returned", names) if names else None,  # type: ignore[misc]
             tuple(c[3]._cached_result_processor(dialect, None)
                   for c in compiled._result_columns),
             stmt)
     return found
+
+
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
+
+
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """psycopg's `%(name)s` placeholders as PostgreSQL's `$n` (a name used twice is one
+    parameter), and the names in order: what psycopg would make of the text."""
+    order: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%"
+        return f"${order.setdefault(match.group(1), len(order) + 1)}"
+
+    return _PLACEHOLDER.sub(number, sql).encode(), tuple(order)
 
 
 @dataclass(frozen=True)
@@ -366,49 +390,42 @@ def _json_text(value: Any) -> Any:
 
 def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                ) -> None:
-    """The statements in one psycopg pipeline: one round trip (see Pipeline)."""
+    """The statements in one write and one read (`kit.pgpipe`): one round trip."""
     driver = conn.connection.driver_connection
     events = conn._has_events or conn.engine._has_events
-    cursors = []
+    sent = []
     try:
-        with driver.pipeline():
-            for stmt, params, _expect, _done in queued:
-                keys = tuple(params[0])
-                plan = _compiled(stmt, conn.dialect, keys)
-                if plan.binds:
-                    params = [{k: (plan.binds[k](v) if k in plan.binds else v)
-                               for k, v in row.items()} for row in params]
-                form = (None if stmt.is_select or len(params) == 1
-                        else _row_form(stmt, conn.dialect, keys))
-                if form is not None:  # the converted rows, as one JSON array
-                    params = [{"rows": orjson.dumps(params, default=_json_text).decode()}]
-                    plan = _compiled(form.insert, conn.dialect, ("rows",))
-                cursor = driver.cursor()
-                cursors.append((cursor, plan, form))
-                if events:  # what listeners of executed statements see (tests, the bench)
-                    conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, params, None,
-                                                        not stmt.is_select)
-                if stmt.is_select or form is not None:
-                    cursor.execute(plan.sql, params[0])
-                else:
-                    cursor.executemany(plan.sql, params, returning=bool(stmt._returning))
-        for (stmt, _params, _expect, done), (cursor, plan, form) in zip(queued, cursors,
-                                                                        strict=True):
-            if _returns_rows(stmt):  # one result set per parameter set, or one for all
-                done.rows = _returned(cursor, plan)
-                if form is not None and form.sort_key is not None:
-                    done.rows.sort(key=lambda row, k=form.sort_key: getattr(row, k))
-                done.rowcount = len(done.rows)
-            else:  # the sum over the parameter sets
-                done.rowcount = cursor.rowcount
+        for stmt, params, _expect, _done in queued:
+            keys = tuple(params[0])
+            plan = _compiled(stmt, conn.dialect, keys)
+            form = (None if stmt.is_select or len(params) == 1
+                    else _row_form(stmt, conn.dialect, keys))
+            if form is not None:  # the converted rows, as one JSON array
+                rows = [{k: (plan.binds[k](v) if k in plan.binds else v)
+                         for k, v in row.items()} for row in params]
+                params = [{"rows": orjson.dumps(rows, default=_json_text).decode()}]
+                plan = _compiled(form.insert, conn.dialect, ("rows",))
+            if events:  # what listeners of executed statements see (tests, the bench)
+                conn.dispatch.before_cursor_execute(conn, None, plan.sql, params, None,
+                                                    not stmt.is_select)
+            assert plan.numbered is not None and plan.positions is not None
+            binds, positions = plan.binds, plan.positions
+            values = [[binds[k](row[k]) if k in binds else row[k] for k in positions]
+                      for row in params]
+            sent.append((pgpipe.Statement(plan.numbered, values), plan, form))
+        pgpipe.send(driver, [statement for statement, _plan, _form in sent])
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
-        _raise_wrapped(conn, exc, [plan.sql for _cursor, plan, _form in cursors])
+        _raise_wrapped(conn, exc, [plan.sql for _statement, plan, _form in sent])
         raise
-    finally:
-        for cursor, _plan, _form in cursors:
-            cursor.close()
+    for (stmt, _params, _expect, done), (statement, plan, form) in zip(queued, sent,
+                                                                       strict=True):
+        if _returns_rows(stmt):
+            done.rows = _converted(statement.rows, plan)
+            if form is not None and form.sort_key is not None:
+                done.rows.sort(key=lambda row, k=form.sort_key: getattr(row, k))
+        done.rowcount = statement.rowcount
 
 
 def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
@@ -470,12 +487,3 @@ def _converted(raws: list[Any], plan: _Compiled) -> list[Any]:
                 raw[i] = f(raw[i])
         rows.append(plan.row._make(raw))
     return rows
-
-
-def _returned(cursor: Any, plan: _Compiled) -> list[Any]:
-    """The rows of every result set of `cursor`, converted as SQLAlchemy would."""
-    rows = []
-    while True:
-        rows.extend(_converted(cursor.fetchall(), plan))
-        if not cursor.nextset():
-            return rows

@@ -25,6 +25,7 @@ from ticketing.payment.gateways.base import PaymentNotice, Received, RefundReque
 from ticketing.payment.repository import PaymentRepository
 from ticketing.payment.service import NotifyResult
 from ticketing.settings import Settings
+from ticketing.tenant.repository import gateway_settings_in
 from ticketing.tenant.service import authenticate, gateway_config, get_tenant
 
 log = structlog.get_logger(component="payment")
@@ -162,7 +163,11 @@ def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> Notify
     """Verify, parse and apply one mock notification inside the caller's transaction."""
     tenant = get_tenant(session, slug)
     structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
-    secret = mock.secret_of(gateway_config(session, tenant.id, mock.NAME))
+    # queued, so that on PostgreSQL the transaction's BEGIN goes out with it (kit.pgpipe)
+    pipeline = Pipeline(session)
+    settings = gateway_settings_in(pipeline, tenant.id, mock.NAME)
+    pipeline.flush()
+    secret = mock.secret_of(settings.rows[0] if settings.rows else None)
     verification = mock.verify(secret, raw, headers.get("x-mock-signature"))
     received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
                         headers=notifications.kept_headers(headers), verification=verification)
