@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 # The `X-Tenant-ID` header as FastAPI documents a `Header()` parameter (api.deps).
@@ -29,3 +31,14 @@ class LeanRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return self.endpoint  # type: ignore[return-value]
+
+
+class FastJSON(JSONResponse):
+    """A JSONResponse rendered by orjson: for bodies of text, integers, booleans, nulls,
+    lists and objects (what this service's answers hold: money is integer fen, times
+    are RFC 3339 text), the same bytes as Starlette's `json.dumps` rendering, for a
+    fraction of its CPU. A float could be written differently (`1e16` for `1e+16`),
+    and a value `json.dumps` refuses (a datetime) would be written, not refused."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.responses import JSONResponse
 
 from ticketing.api.deps import DbDep, Operator, SettingsDep, TenantDep, TokenDep
+from ticketing.api.lean import FastJSON
 from ticketing.kit.errors import error_responses
 from ticketing.order import batch, service
 from ticketing.order.schemas import OrderDetailOut, OrderIn, OrderOut, PayIn
@@ -23,7 +23,7 @@ Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 async def create_order(
     request: Request, body: OrderIn, tenant: TenantDep, token: TokenDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
-) -> JSONResponse:
+) -> FastJSON:
     """Place an order and hold its stock until it is paid or expires."""
     # A sale opening's other flood: the order's view is built in the contract's JSON
     # form (order.service.order_view), so it goes out as it is, not validated and
@@ -32,7 +32,7 @@ async def create_order(
     settings, db = request.app.state.settings, request.app.state.db
     placing = batch.OrderRequest(tenant, token, [i.model_dump() for i in body.items],
                                  idempotency_key or None)  # an empty key is no key
-    return JSONResponse(await batch.place(db, settings.order_ttl_seconds, settings.batch_max,
+    return FastJSON(await batch.place(db, settings.order_ttl_seconds, settings.batch_max,
                                           placing))
 
 

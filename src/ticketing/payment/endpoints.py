@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ticketing.api.deps import DbDep, slug_of
-from ticketing.api.lean import TENANT_HEADER, LeanRoute
+from ticketing.api.lean import TENANT_HEADER, FastJSON, LeanRoute
 from ticketing.kit.errors import error_responses
 from ticketing.payment import batch, wechat_flow
 from ticketing.payment.schemas import MockNotifyIn, NotifyOut
@@ -24,7 +24,7 @@ async def mock_notify(request: Request) -> Response:
     settings, db = request.app.state.settings, request.app.state.db
     raw = await request.body()
     result = await batch.notify_mock(db, settings.batch_max, tenant, raw, request.headers)
-    return JSONResponse(result.body, status_code=result.http_status)
+    return FastJSON(result.body, status_code=result.http_status)
 
 
 # What a sale opening floods: a LeanRoute (api/lean.py), documented as it would be
