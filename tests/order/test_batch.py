@@ -99,3 +99,41 @@ def test_a_burst_for_more_than_the_stock_sells_exactly_the_stock(burst_url, live
         p = c.get("/admin/tenants/default/products/777", headers=OPERATOR).json()
         assert (p["stock"], p["reserved"]) == (7, 7)
     _books_balance(burst_url)
+
+
+def test_an_order_alone_takes_four_round_trips_and_answers_as_before(client, db, db_url):
+    """Alone, the common case is placed as a batch of one: on PostgreSQL BEGIN, the
+    caller and the products in one exchange, the order, its items and stock, COMMIT.
+    What that path cannot place is answered by the full path, errors as before."""
+    from ticketing.order.batch import OrderRequest, place_alone
+    from tests.wire import client_messages, exchanges, since_last_begin
+
+    token = CUSTOMER["Authorization"].removeprefix("Bearer ")
+    req = OrderRequest("default", token, [{"product_id": 101, "quantity": 2}], None)
+    place_alone(db, 900, req)  # the process has looked its tenant up once (then remembers)
+    if db_url.startswith("sqlite"):
+        view = place_alone(db, 900, req)
+    else:
+        with client_messages(db) as sent:
+            view = place_alone(db, 900, req)
+        kinds = since_last_begin(sent)
+        assert exchanges(kinds) == 4 and kinds.count("Query") == 1, " ".join(kinds)
+    assert (view["status"], view["total_amount"], len(view["items"])) == (
+        "PENDING", 2 * client.get("/admin/tenants/default/products/101",
+                                  headers=OPERATOR).json()["price"], 1)
+    assert client.get(f"/orders/{view['order_id']}", headers=CUSTOMER).json()["order_id"] \
+        == view["order_id"]
+    client.post("/admin/tenants/default/products", headers=OPERATOR, json={
+        "product_id": 500, "name": "Last seat", "price": 100, "stock": 1, "entitlements": []})
+    for items, headers, status, code in [
+        ([{"product_id": 999, "quantity": 1}], CUSTOMER, 404, "product_not_found"),
+        ([{"product_id": 500, "quantity": 2}], CUSTOMER, 409, "insufficient_stock"),
+        ([{"product_id": 101, "quantity": 1}], {"Authorization": "Bearer nobody"}, 401, None),
+    ]:
+        answer = client.post("/orders", headers=headers, json={"items": items})
+        assert answer.status_code == status, answer.text
+        if code:
+            assert answer.json()["code"] == code
+    assert client.get("/admin/tenants/default/products/500",
+                      headers=OPERATOR).json()["reserved"] == 0
+    assert violations(db) == []
