@@ -33,7 +33,7 @@ async def create_order(
     placing = batch.OrderRequest(tenant, token, [i.model_dump() for i in body.items],
                                  idempotency_key or None)  # an empty key is no key
     return FastJSON(await batch.place(db, settings.order_ttl_seconds, settings.batch_max,
-                                          placing))
+                                      placing))
 
 
 @router.get("/orders/{order_id}", response_model=OrderDetailOut)

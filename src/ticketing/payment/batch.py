@@ -35,7 +35,6 @@ from ticketing.payment.gateways import mock
 from ticketing.payment.gateways.base import Received
 from ticketing.payment.service import NotifyResult
 from ticketing.payment.success import Success, apply_successes, is_success
-from ticketing.tenant.repository import gateway_settings_in
 from ticketing.tenant.service import find_tenant
 
 
@@ -48,20 +47,12 @@ class MockNotification:
     headers: Any
 
 
-def _secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
-    """Each tenant's mock-gateway secret, read in one round trip."""
-    queued = {tenant_id: gateway_settings_in(pipeline, tenant_id, mock.NAME)
-              for tenant_id in sorted(tenant_ids)}
-    pipeline.flush()
-    return {tenant_id: mock.secret_of(q.rows[0] if q.rows else None)
-            for tenant_id, q in queued.items()}
-
-
 def _successes(session: Session, pipeline: Pipeline,
                batch: list[Entry[MockNotification]]) -> list[Success]:
     """The verified SUCCESS notifications of the batch, one per order and txn id."""
     tenants = [find_tenant(session, entry.value.slug) for entry in batch]
-    secrets = _secrets(pipeline, {tenant.id for tenant in tenants if tenant is not None})
+    secrets = flows.mock_secrets(pipeline,
+                                 {tenant.id for tenant in tenants if tenant is not None})
     seen: set[Any] = set()
     out = []
     for index, (entry, tenant) in enumerate(zip(batch, tenants, strict=True)):

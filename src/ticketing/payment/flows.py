@@ -159,15 +159,21 @@ def mock_notice(raw: bytes) -> PaymentNotice:
                          status=data.status, amount=data.amount, order_id=data.order_id)
 
 
+def mock_secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
+    """Each tenant's mock-gateway secret, read in one round trip."""
+    queued = {tenant_id: gateway_settings_in(pipeline, tenant_id, mock.NAME)
+              for tenant_id in sorted(tenant_ids)}
+    pipeline.flush()
+    return {tenant_id: mock.secret_of(q.rows[0] if q.rows else None)
+            for tenant_id, q in queued.items()}
+
+
 def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> NotifyResult:
     """Verify, parse and apply one mock notification inside the caller's transaction."""
     tenant = get_tenant(session, slug)
     structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
     # queued, so that on PostgreSQL the transaction's BEGIN goes out with it (kit.pgpipe)
-    pipeline = Pipeline(session)
-    settings = gateway_settings_in(pipeline, tenant.id, mock.NAME)
-    pipeline.flush()
-    secret = mock.secret_of(settings.rows[0] if settings.rows else None)
+    secret = mock_secrets(Pipeline(session), {tenant.id})[tenant.id]
     verification = mock.verify(secret, raw, headers.get("x-mock-signature"))
     received = Received(gateway=mock.NAME, body=raw.decode("utf-8", "replace"),
                         headers=notifications.kept_headers(headers), verification=verification)
