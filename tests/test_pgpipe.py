@@ -201,3 +201,21 @@ def test_placeholders_are_numbered_as_psycopg_would_number_them():
 
     assert _numbered("SELECT %(a)s, %(b)s::INT, %(a)s WHERE x LIKE 'y%%'") == (
         b"SELECT $1, $2::INT, $1 WHERE x LIKE 'y%'", ("a", "b"))
+
+
+def test_the_sync_is_called_through_psycopgs_own_libpq():
+    """On Linux the Sync goes through ctypes (no GIL held while the write wakes the
+    server): the library found must be the one psycopg's connections belong to."""
+    import sys
+
+    assert sys.platform == "linux"  # where the service runs, and these tests
+    assert pgpipe._PIPELINE_SYNC is not None
+
+
+def test_a_sync_libpq_refuses_is_an_operational_error(pg_url):
+    with psycopg.connect(pg_url) as driver:  # not in pipeline mode: libpq refuses the Sync
+        with pytest.raises(psycopg.OperationalError, match="failed to sync pipeline"):
+            pgpipe._pipeline_sync(driver.pgconn)
+        assert driver.execute("SELECT 1").fetchone() == (1,)  # and the connection is usable
+    with pytest.raises(psycopg.OperationalError, match="closed"):
+        pgpipe._pipeline_sync(driver.pgconn)  # closed: no pointer to hand to libpq
