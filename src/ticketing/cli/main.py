@@ -61,9 +61,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from uvicorn.supervisors import Multiprocess
 
+    from ticketing.api.protocol import HttpToolsProtocol
+
     app = "ticketing.api.app:create_app_from_env"
     options = dict(factory=True, access_log=False, log_level="warning", timeout_graceful_shutdown=10,
-                   timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                   timeout_keep_alive=KEEP_ALIVE_SECONDS, http=HttpToolsProtocol)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ticketing-metrics-")
     if args.workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
