@@ -36,7 +36,7 @@ class LeanRoute(APIRoute):
 class FastPathRoute(APIRoute):
     """An ordinary route whose endpoint has a fast path for the request it usually gets.
 
-    `fast_path(route)` makes the class for one route: `fast(request)` answers a
+    `fast_path(fast)` makes the class for one route: `fast(request)` answers a
     request it can take whole (well formed, every header as expected) and returns
     None for anything else, which FastAPI's own handler then takes exactly as for any
     route, with its dependencies, validation and errors. The route is documented and

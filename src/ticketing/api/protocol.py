@@ -4,8 +4,8 @@ uvicorn writes a response's status line and headers when the app starts it, and 
 body when the app sends it: two writes to the socket, two segments on the wire, and
 a client reading `Content-Length` first may be woken twice to read one answer. Each
 write is a system call made holding the GIL, and each wake-up of the other side is
-paid for by both processes; on the two shared cores of a virtual machine, measured
-with `SELECT 1`, one wake-up costs about 100 µs of CPU.
+paid for by both processes: on the two shared cores of the benchmark's virtual
+machine, a loopback round trip (`SELECT 1`) costs the client about 110 µs of CPU.
 
 `HttpToolsProtocol` here hands uvicorn's protocol a transport that keeps what is
 written during one turn of the event loop and writes it at the end of that turn: a

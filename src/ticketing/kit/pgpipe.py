@@ -47,7 +47,6 @@ MAX_PREPARED = 256
 CAN_CLOSE = capabilities.has_send_close_prepared()
 
 
-
 def _libpq_pipeline_sync() -> Any:
     """`PQpipelineSync` of the libpq psycopg runs on, called through ctypes, or None.
 
