@@ -40,14 +40,20 @@ async def tenant_slug(x_tenant_id: Annotated[str | None, Header()] = None) -> st
     return slug_of(x_tenant_id)
 
 
-async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
-    """The token of an `Authorization: Bearer …` header, if any."""
+def token_of(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` value (None if there is none); 401 if
+    the value is not of that form."""
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'")
     return token.strip()
+
+
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, if any."""
+    return token_of(authorization)
 
 
 async def require_operator(

@@ -61,9 +61,9 @@ def _libpq_pipeline_sync() -> Any:
     reports: the connection pointer is valid for that library alone.
     """
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split(None, 5)[5].strip() for line in maps
-                     if "/libpq" in line and len(line.split(None, 5)) == 6}
+        with open("/proc/self/maps") as maps:  # address, perms, offset, dev, inode, path
+            fields = [line.split(None, 5) for line in maps if "/libpq" in line]
+        paths = {f[5].strip() for f in fields if len(f) == 6}
     except OSError:
         return None
     if len(paths) != 1:
