@@ -85,7 +85,7 @@ def test_a_row_value_in_list_is_a_scan_and_a_foreign_key_guard_is_not() -> None:
                    *batch_before[1:]]
     assert unkeyed_loops("SELECT orders.id FROM orders", batch_after) == []
     insert = [(2, 0, 0, "SCAN refunds USING COVERING INDEX ix_refunds_order"),
-              (3, 0, 0, "SCAN payment_transactions")]
+              (3, 0, 0, "SCAN order_items")]
     assert unkeyed_loops("INSERT INTO orders (tenant_id) VALUES (?)", insert) == []
     assert unkeyed_loops("INSERT INTO users (tenant_id) VALUES (?)", insert) == [
         insert[0][3], insert[1][3]]

@@ -38,9 +38,6 @@ UNGUARD = {
                    "ALTER TABLE pt_loose RENAME TO payment_transactions"],
         "postgresql": ["ALTER TABLE payment_transactions DROP CONSTRAINT "
                        "payment_transactions_tenant_id_gateway_gateway_txn_id_key"]},
-    "{orphan}": {  # a ticket whose order does not exist
-        "sqlite": [],
-        "postgresql": ["ALTER TABLE tickets DROP CONSTRAINT tickets_order_id_fkey"]},
     "{unchecked}": {
         "sqlite": [],
         "postgresql": ["ALTER TABLE products DROP CONSTRAINT ck_products_reserved, "
@@ -86,8 +83,23 @@ CORRUPTIONS = {
         [f"UPDATE tickets SET order_id = {{pending}} WHERE id = {PAID_TICKET}"],
         "ticket_misplaced", "order {paid}"),
     "ticket of a missing order": (
-        ["{orphan}", f"UPDATE tickets SET order_id = 999999 WHERE id = {PAID_TICKET}"],
+        [f"UPDATE tickets SET order_id = 999999 WHERE id = {PAID_TICKET}"],
         "unpaid_tickets_live", "order 999999"),
+    "ticket names no order": (
+        [f"UPDATE tickets SET order_id = 999999 WHERE id = {PAID_TICKET}"],
+        "dangling_reference", "tickets "),
+    "ticket names another order's item": (
+        ["UPDATE tickets SET order_item_id = (SELECT min(id) FROM order_items "
+         f"WHERE order_id = {{pending}}) WHERE id = {PAID_TICKET}"],
+        "dangling_reference", "tickets "),
+    "ticket names no user": ([f"UPDATE tickets SET user_id = 999999 WHERE id = {PAID_TICKET}"],
+                             "dangling_reference", "tickets "),
+    "order event names no order": (["UPDATE order_events SET order_id = 999999 "
+                                    "WHERE id = (SELECT min(id) FROM order_events)"],
+                                   "dangling_reference", "order_events "),
+    "payment names no order": (["UPDATE payment_transactions SET order_id = 999999 "
+                                "WHERE order_id = {paid}"],
+                               "dangling_reference", "payment_transactions "),
     "ticket for a pending order": ([_forged_ticket("pending", "0")],
                                    "unpaid_tickets_live", "order {pending}"),
     "ticket for a closed order": ([_forged_ticket("closed", "0")],

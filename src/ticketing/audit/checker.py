@@ -21,8 +21,10 @@ The rules (per tenant):
 - payment: a gateway transaction id is recorded once; only SUCCESS payments are applied,
   only to PAID or REFUNDED orders; `refunded` matches one successful refund, never two.
 - notification: every stored outcome is one of notification.service.OUTCOMES.
-- references: every row names a tenant that exists, and every order item a product of
-  its tenant (the schema leaves these to the service: models.HOT_PARENTS).
+- references: every row names a tenant that exists; every order item a product of its
+  tenant; every ticket, order event and payment transaction an order of its tenant,
+  and every ticket an item of that order and a user of its tenant (the schema leaves
+  these to the service: models.HOT_PARENTS, models.SERVICE_KEPT).
 """
 
 from __future__ import annotations
@@ -210,7 +212,10 @@ def _notification_outcome(n: Any) -> Iterator[Finding]:
 
 def _dangling(r: Any) -> Iterator[Finding]:
     what = {"tenant": f"tenant {r.tenant_id}, which does not exist",
-            "product": "a product that is not its tenant's"}[r.names]
+            "product": "a product that is not its tenant's",
+            "orders": "an order that is not its tenant's",
+            "order_items": "an order item that is not its order's",
+            "users": "a user that is not its tenant's"}[r.names]
     yield f"{r.what} {r.row_id}", "dangling_reference", f"names {what}"
 
 

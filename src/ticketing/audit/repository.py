@@ -30,6 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from ticketing.models import (
+    SERVICE_KEPT,
     Base,
     Notification,
     Order,
@@ -276,8 +277,10 @@ UNCHECKED_TENANT = ("orders", "order_items", "order_events", "tickets", "payment
 
 
 def dangling_references() -> CompoundSelect:
-    """(tenant, what, id, names) for rows naming a tenant, or a product of their tenant,
-    that does not exist: the references the schema leaves to the service (models.HOT_PARENTS)."""
+    """(tenant, what, id, names) for rows naming a tenant, a product, an order, an order
+    item or a user that does not exist or is another tenant's: the references the
+    schema leaves to the service (models.HOT_PARENTS, models.SERVICE_KEPT). A
+    ticket's order item must also be of the ticket's order."""
     tenants = Tenant.__table__
     parts = []
     for name in UNCHECKED_TENANT:
@@ -289,4 +292,13 @@ def dangling_references() -> CompoundSelect:
                         OrderItem.order_id.label("row_id"), literal("product").label("names"))
                  .where(~exists().where(Product.id == OrderItem.product_pk,
                                         _same_tenant(Product, OrderItem))))
+    for source, referred in SERVICE_KEPT.items():
+        name, key = source.split(".")
+        table, parent = Base.metadata.tables[name], Base.metadata.tables[referred]
+        found = and_(parent.c.id == table.c[key], parent.c.tenant_id == table.c.tenant_id)
+        if source == "tickets.order_item_id":
+            found = and_(found, parent.c.order_id == table.c.order_id)
+        parts.append(select(table.c.tenant_id, literal(name).label("what"),
+                            table.c.id.label("row_id"), literal(referred).label("names"))
+                     .where(~exists().where(found)))
     return union_all(*parts).order_by("tenant_id", "what", "row_id")

@@ -124,9 +124,13 @@ def downgrade() -> None:
         op.create_foreign_key("redemptions_entitlement_id_fkey", "redemptions",
                               "ticket_entitlements", ["entitlement_id"], ["id"])
     op.execute(RELINK)
-    if dialect == "sqlite":  # the column CHECK goes with its column: no table copy
-        op.execute("ALTER TABLE tickets DROP COLUMN uses_left")
-        op.execute("ALTER TABLE tickets DROP COLUMN entitlements")
+    if dialect == "sqlite":
+        # A table copy: a later migration's copy of `tickets` (0005) made the column
+        # CHECK a table constraint, which SQLite's DROP COLUMN refuses.
+        with op.batch_alter_table("tickets") as batch:
+            batch.drop_constraint("ck_tickets_uses_left", type_="check")
+            batch.drop_column("uses_left")
+            batch.drop_column("entitlements")
     else:
         op.drop_constraint("ck_tickets_uses_left", "tickets", type_="check")
         op.drop_column("tickets", "uses_left")
