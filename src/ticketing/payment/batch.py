@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio.to_thread
@@ -47,21 +48,17 @@ class MockNotification:
     headers: Any
 
 
-def _successes(session: Session, pipeline: Pipeline,
-               batch: list[Entry[MockNotification]]) -> list[Success]:
-    """The verified SUCCESS notifications of the batch, one per order and txn id."""
-    tenants = [find_tenant(session, entry.value.slug) for entry in batch]
-    secrets = flows.mock_secrets(pipeline,
-                                 {tenant.id for tenant in tenants if tenant is not None})
-    seen: set[Any] = set()
+def _candidates(session: Session, batch: list[Entry[MockNotification]]) -> list[Success]:
+    """The batch's SUCCESS notifications of known tenants, as their bodies state them;
+    not yet verified (see `_admit`)."""
+    tenants: dict[str, Any] = {}
     out = []
-    for index, (entry, tenant) in enumerate(zip(batch, tenants, strict=True)):
+    for index, entry in enumerate(batch):
         waiting = entry.value
+        if waiting.slug not in tenants:
+            tenants[waiting.slug] = find_tenant(session, waiting.slug)
+        tenant = tenants[waiting.slug]
         if tenant is None:
-            continue
-        verification = mock.verify(secrets[tenant.id], waiting.raw,
-                                   waiting.headers.get("x-mock-signature"))
-        if verification == "failed":
             continue
         try:
             notice = flows.mock_notice(waiting.raw)
@@ -70,22 +67,43 @@ def _successes(session: Session, pipeline: Pipeline,
         if not is_success(notice):
             continue
         received = Received(gateway=mock.NAME, body=waiting.raw.decode("utf-8", "replace"),
-                            headers=kept_headers(waiting.headers), verification=verification)
-        success = Success(index, entry.context, tenant.id, notice, received)
-        if success.order_key in seen or success.txn_key in seen:
-            continue
-        seen.update((success.order_key, success.txn_key))
-        out.append(success)
+                            headers=kept_headers(waiting.headers), verification="unverified")
+        out.append(Success(index, entry.context, tenant.id, notice, received))
     return out
+
+
+def _admit(batch: list[Entry[MockNotification]], secrets: Callable[[], dict[int, str | None]]
+           ) -> Callable[[Sequence[Success]], list[Success]]:
+    """What keeps, of the candidates, those whose signature holds under their tenant's
+    secret (read in the same round trip as their orders), one per order and txn id."""
+    def admit(candidates: Sequence[Success]) -> list[Success]:
+        secret_of = secrets()
+        seen: set[Any] = set()
+        out = []
+        for s in candidates:
+            waiting = batch[s.index].value
+            verification = mock.verify(secret_of[s.tenant_id], waiting.raw,
+                                       waiting.headers.get("x-mock-signature"))
+            if verification == "failed":
+                continue
+            if s.order_key in seen or s.txn_key in seen:
+                continue
+            seen.update((s.order_key, s.txn_key))
+            s.received = replace(s.received, verification=verification)
+            out.append(s)
+        return out
+    return admit
 
 
 def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
     """Apply what can be applied together, in the caller's transaction; their answers
     by position in `batch` (valid once the transaction commits)."""
-    # BEGIN, three round trips (secrets; locks and lookups; writes), COMMIT
+    # BEGIN, two round trips (the secrets, locks and lookups; the writes), COMMIT
     pipeline = Pipeline(session)
-    return apply_successes(session, pipeline, _successes(session, pipeline, batch),
-                           batched=True)
+    candidates = _candidates(session, batch)
+    secrets = flows.queue_mock_secrets(pipeline, {s.tenant_id for s in candidates})
+    return apply_successes(session, pipeline, candidates, batched=True,
+                           admit=_admit(batch, secrets))
 
 
 _batchers: weakref.WeakKeyDictionary[Database, GroupCommit[MockNotification, NotifyResult]] = \

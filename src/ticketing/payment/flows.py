@@ -159,13 +159,21 @@ def mock_notice(raw: bytes) -> PaymentNotice:
                          status=data.status, amount=data.amount, order_id=data.order_id)
 
 
-def mock_secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
-    """Each tenant's mock-gateway secret, read in one round trip."""
+def queue_mock_secrets(pipeline: Pipeline,
+                       tenant_ids: set[int]) -> Callable[[], dict[int, str | None]]:
+    """Queue the read of each tenant's mock-gateway secret; what reads them once the
+    pipeline is flushed."""
     queued = {tenant_id: gateway_settings_in(pipeline, tenant_id, mock.NAME)
               for tenant_id in sorted(tenant_ids)}
+    return lambda: {tenant_id: mock.secret_of(q.rows[0] if q.rows else None)
+                    for tenant_id, q in queued.items()}
+
+
+def mock_secrets(pipeline: Pipeline, tenant_ids: set[int]) -> dict[int, str | None]:
+    """Each tenant's mock-gateway secret, read in one round trip."""
+    secrets = queue_mock_secrets(pipeline, tenant_ids)
     pipeline.flush()
-    return {tenant_id: mock.secret_of(q.rows[0] if q.rows else None)
-            for tenant_id, q in queued.items()}
+    return secrets()
 
 
 def _mock_in_tx(session: Session, slug: str, raw: bytes, headers: Any) -> NotifyResult:

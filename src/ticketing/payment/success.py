@@ -1,5 +1,5 @@
 """First-seen SUCCESS notifications for pending orders: the common case, in three
-round trips.
+round trips (a batch: BEGIN with its reads, its writes, COMMIT).
 
 A sale opening is mostly this: a verified SUCCESS notification, seen for the first
 time, for a pending order of the same amount. `apply_successes` applies any number
@@ -17,7 +17,7 @@ the locks are held, and UNIQUE (tenant, gateway, txn id) refusing a second recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +66,19 @@ def is_success(notice: PaymentNotice) -> bool:
 
 
 def apply_successes(session: Session, pipeline: Pipeline, successes: Sequence[Success], *,
-                    batched: bool = False) -> dict[int, NotifyResult]:
+                    batched: bool = False,
+                    admit: Callable[[Sequence[Success]], Sequence[Success]] | None = None
+                    ) -> dict[int, NotifyResult]:
     """Apply those of `successes` whose orders are pending with their amount, in the
     caller's transaction: their answers by `index` (valid once it commits).
 
-    At most one of `successes` may name an order or a transaction id. `batched`: they
-    came in a batch, whose requests have logged nothing yet (one alone has logged its
-    arrival), so each applied one's log lines start with its arrival.
+    At most one of `successes` may name an order or a transaction id, unless `admit`
+    is given: then they are candidates, and `admit`, called once their rows have been
+    read (with whatever else the caller queued in `pipeline`), returns those to apply,
+    at most one per order and transaction id. A candidate left out was only read (and
+    its order locked until the caller's transaction ends). `batched`: they came in a
+    batch, whose requests have logged nothing yet (one alone has logged its arrival),
+    so each applied one's log lines start with its arrival.
     """
     if not successes:
         return {}
@@ -83,6 +89,8 @@ def apply_successes(session: Session, pipeline: Pipeline, successes: Sequence[Su
     items_of = OrderRepository.items_many(pipeline, keys)
     entitlements_of = TicketRepository.entitlements_of_orders(pipeline, keys)
     pipeline.flush()
+    if admit is not None:
+        successes = admit(successes)
     locked, recorded, items = lock(), txns(), items_of()
     ready = []
     for s in successes:
