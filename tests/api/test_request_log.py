@@ -50,3 +50,19 @@ def test_each_request_is_logged_timed_and_given_an_id(tmp_path, live_server_fact
     assert requests[generated]["tenant"] == "default" and requests[generated]["status"] == 200
     assert requests[refused.headers["x-request-id"]]["tenant"] == "nobody-here"
     assert requests[refused.headers["x-request-id"]]["status"] == 404
+
+
+def test_fastapis_own_opentelemetry_hooks_stay_out_of_the_request_path(client, monkeypatch):
+    """The service's telemetry is its logs and metrics; FastAPI's native OpenTelemetry is
+    off, so a request never asks OpenTelemetry for its global providers."""
+    from opentelemetry import _logs, metrics, trace
+
+    asked: list[str] = []
+    for module, name in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider"),
+                         (_logs, "get_logger_provider")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda real=real, name=name: (asked.append(name),
+                                                                        real())[1])
+    assert client.get("/my/tickets", headers=CUSTOMER).status_code == 200
+    assert client.post("/payments/notify", json={}).status_code == 422
+    assert asked == []

@@ -138,6 +138,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         title="ticketing", version=__version__, lifespan=lifespan,
         description="Sells passes, takes payments through gateways, issues tickets exactly once. "
                     "Errors are `{\"error\", \"code\"}`; money is integer fen.",
+        # The service's telemetry is its JSON logs and Prometheus metrics. FastAPI's own
+        # OpenTelemetry hooks would otherwise ask for three global providers per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.db = db
