@@ -22,3 +22,43 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the schema at `database_url` up to `revision`."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+# SQLite keeps foreign keys unnamed; batch mode names them by this convention to drop them.
+_SQLITE_NAMES = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
+
+
+def drop_foreign_keys(keys: list[tuple[str, str, str]]) -> None:
+    """In a migration script: drop the foreign keys (table, column, referred table)."""
+    from alembic import op
+    from sqlalchemy import inspect
+
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":  # each table copied once, without its keys
+        for table in dict.fromkeys(t for t, _, _ in keys):
+            with op.batch_alter_table(table, naming_convention=_SQLITE_NAMES) as batch:
+                for t, column, referred in keys:
+                    if t == table:
+                        batch.drop_constraint(f"fk_{t}_{column}_{referred}", type_="foreignkey")
+        return
+    inspector = inspect(bind)
+    for table, column, referred in keys:
+        for fk in inspector.get_foreign_keys(table):
+            if fk["constrained_columns"] == [column] and fk["referred_table"] == referred:
+                op.drop_constraint(fk["name"], table, type_="foreignkey")
+
+
+def add_foreign_keys(keys: list[tuple[str, str, str]]) -> None:
+    """In a migration script: add foreign keys (table, column, referred table's id)."""
+    from alembic import op
+
+    if op.get_bind().dialect.name == "sqlite":
+        for table in dict.fromkeys(t for t, _, _ in keys):
+            with op.batch_alter_table(table, naming_convention=_SQLITE_NAMES) as batch:
+                for t, column, referred in keys:
+                    if t == table:
+                        batch.create_foreign_key(f"fk_{t}_{column}_{referred}", referred,
+                                                 [column], ["id"])
+        return
+    for table, column, referred in keys:
+        op.create_foreign_key(f"{table}_{column}_fkey", table, referred, [column], ["id"])

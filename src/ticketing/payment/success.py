@@ -1,5 +1,5 @@
-"""First-seen SUCCESS notifications for pending orders: the common case, in three
-round trips (a batch: BEGIN with its reads, its writes, COMMIT).
+"""First-seen SUCCESS notifications for pending orders: the common case, in two round
+trips (BEGIN goes with the first) and COMMIT.
 
 A sale opening is mostly this: a verified SUCCESS notification, seen for the first
 time, for a pending order of the same amount. `apply_successes` applies any number

@@ -13,8 +13,7 @@ Create Date: 2026-11-22 03:00:00
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
+from ticketing.migrate import add_foreign_keys, drop_foreign_keys
 
 revision = "0003"
 down_revision = "0002"
@@ -26,37 +25,11 @@ TENANT_SCOPED = ("orders", "order_items", "order_events", "tickets", "ticket_ent
 # (table, column, referred table)
 DROPPED = [(table, "tenant_id", "tenants") for table in TENANT_SCOPED] + [
     ("order_items", "product_pk", "products")]
-# SQLite keeps foreign keys unnamed; batch mode names them by this convention to drop them.
-SQLITE_NAMES = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
-
-
-def _sqlite_name(table: str, column: str, referred: str) -> str:
-    return f"fk_{table}_{column}_{referred}"
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
-        for table in dict.fromkeys(t for t, _, _ in DROPPED):
-            with op.batch_alter_table(table, naming_convention=SQLITE_NAMES) as batch:
-                for t, column, referred in DROPPED:
-                    if t == table:
-                        batch.drop_constraint(_sqlite_name(t, column, referred),
-                                              type_="foreignkey")
-        return
-    inspector = sa.inspect(bind)
-    for table, column, referred in DROPPED:
-        for fk in inspector.get_foreign_keys(table):
-            if fk["constrained_columns"] == [column] and fk["referred_table"] == referred:
-                op.drop_constraint(fk["name"], table, type_="foreignkey")
+    drop_foreign_keys(DROPPED)
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    for table, column, referred in DROPPED:
-        if bind.dialect.name == "sqlite":
-            with op.batch_alter_table(table, naming_convention=SQLITE_NAMES) as batch:
-                batch.create_foreign_key(_sqlite_name(table, column, referred), referred,
-                                         [column], ["id"])
-        else:
-            op.create_foreign_key(f"{table}_{column}_fkey", table, referred, [column], ["id"])
+    add_foreign_keys(DROPPED)
