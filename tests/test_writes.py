@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from tests.wire import client_messages, exchanges, since_last_begin
@@ -190,6 +191,27 @@ def test_a_unique_key_taken_by_a_queued_write_is_an_integrity_error(db):
             with pytest.raises(IntegrityError):
                 pipeline.flush()
             session.rollback()
+
+
+def test_a_many_row_insert_with_on_conflict_keeps_its_clause(db):
+    """An INSERT … ON CONFLICT of several rows is not rewritten into the one-statement
+    JSON form (which would lose the clause, and once raised building it): each row is a
+    command of its own, and a row that conflicts is skipped, not an error."""
+    tenant = _tenant(db)
+    module = postgresql if db.dialect == "postgresql" else sqlite
+    upsert = module.insert(GatewayConfig.__table__).on_conflict_do_nothing(
+        index_elements=["tenant_id", "gateway"])
+    rows = [{"tenant_id": tenant, "gateway": name, "config": {}, "secrets": {},
+             "updated_at": utcnow()} for name in ("w-one", "w-two", "w-one")]
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        written = pipeline.write(upsert, rows)
+        pipeline.flush()
+    assert written.rowcount == 2
+    with db.transaction() as session:
+        names = session.execute(select(GatewayConfig.gateway).where(
+            GatewayConfig.tenant_id == tenant, GatewayConfig.gateway.like("w-%"))).scalars()
+        assert sorted(names) == ["w-one", "w-two"]
 
 
 def test_a_missing_python_side_default_is_refused_not_left_null(db):

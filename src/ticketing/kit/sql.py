@@ -357,7 +357,7 @@ def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _RowForm | None
     form = None
     table = getattr(stmt, "table", None)
     if (stmt.is_insert and not stmt._multi_values and not stmt._values
-            and not stmt._post_values_clause and table is not None
+            and stmt._post_values_clause is None and table is not None
             and all(k in table.c for k in keys)):
         sort_key = None
         if stmt._returning:
