@@ -51,13 +51,10 @@ class MockNotification:
 def _candidates(session: Session, batch: list[Entry[MockNotification]]) -> list[Success]:
     """The batch's SUCCESS notifications of known tenants, as their bodies state them;
     not yet verified (see `_admit`)."""
-    tenants: dict[str, Any] = {}
     out = []
     for index, entry in enumerate(batch):
         waiting = entry.value
-        if waiting.slug not in tenants:
-            tenants[waiting.slug] = find_tenant(session, waiting.slug)
-        tenant = tenants[waiting.slug]
+        tenant = find_tenant(session, waiting.slug)
         if tenant is None:
             continue
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +25,24 @@ def hash_token(token: str) -> str:
 
 
 # Tenants are never changed or removed once created, so each process remembers them:
-# one query less on every request. Keyed by database too (tests use many databases).
-_tenants: dict[tuple[str, str], Tenant] = {}
+# one query less on every request. Kept per engine (tests use many databases), and
+# looked up by the engine itself: rendering its URL for a key cost more than the rest
+# of a lookup, on every request and every entry of a batch.
+_tenants: weakref.WeakKeyDictionary[Any, dict[str, Tenant]] = weakref.WeakKeyDictionary()
 
 
 def find_tenant(session: Session, slug: str) -> Tenant | None:
     """The tenant with this slug, if any (remembered once found)."""
-    key = (str(session.get_bind().url), slug)
-    tenant = _tenants.get(key)
+    bind = session.get_bind()
+    known = _tenants.get(bind)
+    if known is None:
+        known = _tenants.setdefault(bind, {})
+    tenant = known.get(slug)
     if tenant is None:
         tenant = tenant_by_slug(session, slug)
         if tenant is not None:
             session.expunge(tenant)
-            _tenants[key] = tenant
+            known[slug] = tenant
     return tenant
 
 
