@@ -36,11 +36,18 @@ def test_each_request_is_logged_timed_and_given_an_id(tmp_path, live_server_fact
         assert refused.status_code == 404
         for _ in range(2):
             c.get("/healthz")
+        # the express lane (api/express.py) logs and counts as the whole stack does
+        notified = c.post("/payments/notify", headers={"X-Request-ID": "notify-1"},
+                          json={"order_id": 10**9, "gateway_txn_id": "T-1", "status": "SUCCESS",
+                                "amount": 1})
+        assert notified.headers["x-request-id"] == "notify-1"
         after = c.get("/metrics").text
     for labels, added in (('method="GET",route="/healthz",status="2xx"', 3),
                           ('method="GET",route="/my/tickets",status="2xx"', 1),
                           ('method="GET",route="/my/tickets",status="4xx"', 1),
-                          ('method="GET",route="/metrics",status="2xx"', 1)):
+                          ('method="GET",route="/metrics",status="2xx"', 1),
+                          ('method="POST",route="/payments/notify",'
+                           f'status="{notified.status_code // 100}xx"', 1)):
         assert _count(after, labels) - _count(before, labels) == added, labels
     server.stop()
     lines = [json.loads(line) for line in server.log_path.read_text().splitlines()
@@ -50,6 +57,10 @@ def test_each_request_is_logged_timed_and_given_an_id(tmp_path, live_server_fact
     assert requests[generated]["tenant"] == "default" and requests[generated]["status"] == 200
     assert requests[refused.headers["x-request-id"]]["tenant"] == "nobody-here"
     assert requests[refused.headers["x-request-id"]]["status"] == 404
+    assert (requests["notify-1"]["path"], requests["notify-1"]["status"]) == (
+        "/payments/notify", notified.status_code)
+    handled = [line for line in lines if line["event"] == "notification.handled"]
+    assert handled and handled[-1]["request_id"] == "notify-1"
 
 
 def test_fastapis_own_opentelemetry_hooks_stay_out_of_the_request_path(client, monkeypatch):

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from ticketing import __version__
 from ticketing.api.deps import DbDep, Operator
 from ticketing.api.errors import install_error_handlers
+from ticketing.api.express import ExpressApp
 from ticketing.api.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from ticketing.db import Database
 from ticketing.kit.clock import utcnow
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         if database is None:
             db.dispose()
 
-    app = FastAPI(
+    app = ExpressApp(
         title="ticketing", version=__version__, lifespan=lifespan,
         description="Sells passes, takes payments through gateways, issues tickets exactly once. "
                     "Errors are `{\"error\", \"code\"}`; money is integer fen.",
