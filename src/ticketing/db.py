@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
+import orjson
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -252,6 +253,27 @@ def _prepare_postgresql(engine: Engine) -> None:
             pgpipe.forget(dbapi_conn)
 
 
+_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_text(value: object) -> str:
+    """A JSON column's value as the text stored (the engines' `json_serializer`).
+
+    orjson, at a fraction of `json.dumps`'s CPU (a notification writes three to
+    five JSON values: its headers, its answer, its tickets' entitlements), and as
+    strict where it matters: a datetime or a dataclass is refused, as `json.dumps`
+    refuses them, not written in a form of orjson's choosing. The text is compact
+    and UTF-8 where `json.dumps` put spaces after separators and escaped non-ASCII:
+    the same JSON, read back to the same value (PostgreSQL's `json` keeps the text
+    as sent).
+    """
+    return orjson.dumps(value, default=_not_json, option=_ORJSON).decode()
+
+
 def _sqlite_file(url: URL) -> str | None:
     """The file a SQLite URL names; None for an in-memory database or another backend."""
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -273,6 +295,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
                           "factory": _SqliteConnection},
             pool_size=pool_size,
             max_overflow=max_overflow,
+            json_serializer=json_text,
         )
         _prepare_sqlite(engine, writer_lock(path) if path is not None else None)
         return engine
@@ -281,6 +304,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_reset_on_return="rollback",
+        json_serializer=json_text,
     )
     _prepare_postgresql(engine)
     return engine

@@ -388,11 +388,18 @@ def _json_text(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be sent in a many-row INSERT")
 
 
+def _listened(conn: Any) -> bool:
+    """Whether anything listens for executed statements (the engine's other listeners,
+    of checkouts and rollbacks, do not count: a dispatch to none costs each statement)."""
+    return bool((conn._has_events or conn.engine._has_events)
+                and conn.dispatch.before_cursor_execute)
+
+
 def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                ) -> None:
     """The statements in one write and one read (`kit.pgpipe`): one round trip."""
     driver = conn.connection.driver_connection
-    events = conn._has_events or conn.engine._has_events
+    events = _listened(conn)
     sent = []
     try:
         for stmt, params, _expect, _done in queued:
@@ -431,7 +438,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
 def _in_process(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
                 ) -> None:
     """The statements on SQLite, straight to `sqlite3`."""
-    events = conn._has_events or conn.engine._has_events
+    events = _listened(conn)
     cursor = conn.connection.driver_connection.cursor()
     sql = ""
     try:
