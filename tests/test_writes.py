@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from tests.wire import client_messages, exchanges, since_last_begin
-from ticketing.db import Database
+from ticketing.db import Database, json_text
 from ticketing.kit.clock import utcnow
 from ticketing.kit.sql import Pipeline
 from ticketing.models import GatewayConfig, Notification, Product, Tenant
@@ -100,6 +100,25 @@ def test_json_values_of_any_shape_are_stored_as_given_by_a_many_row_insert(db):
                                     for i, shape in enumerate(shapes)], expect=len(shapes))
         pipeline.flush()
     assert _notes(db) == [(f"s{i}", shape) for i, shape in enumerate(shapes)]
+
+
+def test_json_text_is_the_engines_serializer_s_on_every_path(db):
+    """One row or many, pipelined or through SQLAlchemy: the text stored is what the
+    engine's `json_serializer` (`db.json_text`) makes of the value."""
+    tenant = _tenant(db)
+    value = {"x-tag": "ü", "n": [1, None]}
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_PLAIN, [{**_note(tenant, f"t{i}"), "headers": value}
+                                    for i in range(3)], expect=3)
+        pipeline.write(_ADD_PLAIN, [{**_note(tenant, "t-one"), "headers": value}], expect=1)
+        pipeline.flush()
+        session.execute(_ADD_PLAIN, {**_note(tenant, "t-core"), "headers": value})
+    with db.transaction() as session:
+        texts = session.execute(text(
+            "SELECT CAST(headers AS TEXT) FROM notifications WHERE request_id LIKE 't%' "
+            "ORDER BY id")).scalars().all()
+    assert texts == [json_text(value)] * 5 == ['{"x-tag":"ü","n":[1,null]}'] * 5
 
 
 def test_a_json_null_stays_json_null_in_a_many_row_insert(db):

@@ -381,11 +381,18 @@ def _row_form(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> _RowForm | None
     return form
 
 
-def _json_text(value: Any) -> Any:
-    """orjson's fallback: a JSON column's value, as the driver would have sent it."""
-    if isinstance(value, (Json, Jsonb)):
-        return (value.dumps or json.dumps)(value.obj)
-    raise TypeError(f"{type(value).__name__} cannot be sent in a many-row INSERT")
+def _json_text(dialect: Any) -> Any:
+    """orjson's fallback for `dialect`: a JSON column's value as the driver would have
+    sent it, made by the engine's `json_serializer` (which psycopg is given as its JSON
+    dumper; SQLAlchemy's `Json` wrapper names no serializer of its own)."""
+    serializer = getattr(dialect, "_json_serializer", None) or json.dumps
+
+    def text(value: Any) -> Any:
+        if isinstance(value, (Json, Jsonb)):
+            return (value.dumps or serializer)(value.obj)
+        raise TypeError(f"{type(value).__name__} cannot be sent in a many-row INSERT")
+
+    return text
 
 
 def _listened(conn: Any) -> bool:
@@ -410,7 +417,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
             if form is not None:  # the converted rows, as one JSON array
                 rows = [{k: (plan.binds[k](v) if k in plan.binds else v)
                          for k, v in row.items()} for row in params]
-                params = [{"rows": orjson.dumps(rows, default=_json_text).decode()}]
+                params = [{"rows": orjson.dumps(rows, default=_json_text(conn.dialect)).decode()}]
                 plan = _compiled(form.insert, conn.dialect, ("rows",))
             if events:  # what listeners of executed statements see (tests, the bench)
                 conn.dispatch.before_cursor_execute(conn, None, plan.sql, params, None,
