@@ -271,6 +271,22 @@ def test_a_burst_with_duplicates_is_applied_once_per_order(burst_url, live_serve
         db.dispose()
     log = server.log_path.read_text()
     assert '"batch.applied"' in log  # the burst did go through batches
+    # each payment applied in a batch can be followed by its ids, from its arrival on
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    applied = [x for x in lines if x["event"] == "notification.handled" and x.get("batched")]
+    assert applied
+    kept = {(r.json()["order_id"]) for r in responses}
+    for handled in applied:
+        assert handled["order_id"] in kept and handled["tenant"] == "default"
+        steps = [x["event"] for x in lines if x.get("request_id") == handled["request_id"]]
+        assert steps[:3] == ["notification.received", "order.state_changed",
+                             "notification.handled"], steps
+        for x in lines:
+            if x.get("request_id") == handled["request_id"] and x["event"] != "request":
+                assert {k: x.get(k) for k in ("tenant_id", "order_id", "notification_id",
+                                              "gateway_txn_id")} == {
+                    k: handled[k] for k in ("tenant_id", "order_id", "notification_id",
+                                            "gateway_txn_id")}
 
 
 def test_a_failure_inside_a_batch_rolls_all_of_it_back(pg_url, live_server_factory):
