@@ -1,6 +1,8 @@
-"""POST /payments/notify takes the express lane (api.express): for any request, it
-answers as the whole FastAPI/Starlette stack would, logs and counts it the same way,
-and a well-formed notification goes past Starlette's exception middleware and router."""
+"""POST /payments/notify and POST /orders take express lanes (api.express): for any
+request, a lane answers as the whole FastAPI/Starlette stack would, and counts it the
+same way; a notification, and an order its fast path takes, go past Starlette's
+exception middleware and router, and an order the fast path declines goes on to the
+route as declared."""
 
 from __future__ import annotations
 
@@ -158,3 +160,35 @@ def test_an_error_in_the_endpoint_gets_the_application_handler(clients, monkeypa
     # a handled error is answered inside the request log, which adds the request id; an
     # unhandled one by the server-error handler outside it, on either path
     assert ("x-request-id" in answers[0][1]) == (status != 500)
+
+
+ORDER = b'{"items": [{"product_id": 101, "quantity": 1}]}'
+
+
+@pytest.mark.parametrize("fast, headers, body", [
+    (True, {"Content-Type": "application/json", **CUSTOMER}, ORDER),
+    (True, {"Content-Type": "application/json", "Authorization": "Bearer nope"}, ORDER),
+    (False, {"Content-Type": "text/plain", **CUSTOMER}, ORDER),
+    (False, {"Content-Type": "application/json; charset=utf-8", **CUSTOMER}, ORDER),
+    (False, {"Content-Type": "application/json", "Authorization": "Token user123"}, ORDER),
+    (False, {"Content-Type": "application/json", **CUSTOMER}, b'{"items": []}'),
+    (False, {"Content-Type": "application/json", **CUSTOMER}, b"{"),
+    (False, {"Content-Type": "application/json", **CUSTOMER, "X-Tenant-ID": "Not A Slug"}, ORDER),
+])
+def test_an_order_takes_the_lane_and_what_its_fast_path_declines_the_declared_route(
+        clients, stack_calls, fast, headers, body):
+    """POST /orders (a FastPathRoute): the fast path's answer in the lane, anything it
+    declines handed on, body and all, to the route as declared; answered alike both ways."""
+    lane, full = clients
+    answers = []
+    for client in (lane, full):
+        stack_calls.clear()
+        r = client.post("/orders", content=body, headers={"X-Request-ID": "o", **headers})
+        answer = _answer(r, r.json() if r.status_code == 200 else None)
+        if r.status_code == 200:  # this order's own number and times
+            for key in ("out_trade_no", "created_at", "expires_at"):
+                answer[2].pop(key)
+        answers.append((answer, stack_calls.count("/orders")))
+    (lane_answer, lane_calls), (full_answer, full_calls) = answers
+    assert lane_answer == full_answer
+    assert (full_calls, lane_calls) == (1, 0 if fast else 1)
