@@ -230,3 +230,22 @@ def test_what_one_request_binds_never_reaches_the_log_context_of_the_next():
     asyncio.run(main())
     assert seen[:3] == [{"request_id": f"r{n}"} for n in range(3)]
     assert all("order_id" not in context for context in seen), seen
+
+
+def test_rest_is_called_before_a_request_alone_and_when_nobody_waits():
+    """A group commit's `rest` (where a batch's kept connection goes back) runs in the
+    turn before anything but a batch: a request handled alone, or nothing left."""
+    events: list[str] = []
+    group = GroupCommit("test", 8, lambda n: events.append(f"alone {n}") or n,
+                        lambda batch: events.append(f"together {len(batch)}") or {
+                            i: e.value for i, e in enumerate(batch)},
+                        rest=lambda: events.append("rest"))
+    assert group.submit(1) == 1
+    assert events == ["rest", "alone 1", "rest"]
+    events.clear()
+    answers = _run(group, list(range(12)))
+    assert answers == {n: n for n in range(12)}
+    assert events[-1] == "rest"
+    for i, event in enumerate(events):
+        if event.startswith("alone"):
+            assert events[i - 1] == "rest"

@@ -232,3 +232,69 @@ def test_json_columns_are_written_by_orjson_and_read_back_alike(db):
                                  {"s": {1, 2}})):
         with pytest.raises((StatementError, TypeError), match="not JSON serializable"):
             add(f"refused-{n}", refused)
+
+
+def _config_rows(db: Database, gateway: str) -> int:
+    with db.transaction(readonly=True) as session:
+        return session.execute(text("SELECT count(*) FROM gateway_configs WHERE gateway = :g"),
+                               {"g": gateway}).scalar_one()
+
+
+def _add_config(session, gateway: str) -> None:
+    session.execute(text(
+        "INSERT INTO gateway_configs (tenant_id, gateway, config, secrets, updated_at) "
+        "SELECT id, :g, '{}', '{}', CURRENT_TIMESTAMP FROM tenants WHERE slug = 'default'"),
+        {"g": gateway})
+
+
+def test_a_held_connection_is_kept_between_transactions_and_given_back(db):
+    """`Database.held()`: transactions back to back on one pooled connection, each
+    committed with its `run_last` work, or rolled back whole (the connection then
+    goes back to the pool); `release` gives it back."""
+    from ticketing.db import run_last
+
+    pool = db.engine.pool
+    held = db.held()
+    seen = []
+    for n in range(3):
+        with held.transaction() as session:
+            seen.append(id(session.connection().connection.dbapi_connection))
+            _add_config(session, f"held-{n}")
+            run_last(session, lambda s, n=n: _add_config(s, f"held-last-{n}"))
+        assert pool.checkedout() == 1
+    assert len(set(seen)) == 1
+    assert [_config_rows(db, f"held-{n}") + _config_rows(db, f"held-last-{n}")
+            for n in range(3)] == [2, 2, 2]
+    with pytest.raises(RuntimeError):
+        with held.transaction() as session:
+            _add_config(session, "held-failed")
+            raise RuntimeError("the batch failed")
+    assert _config_rows(db, "held-failed") == 0 and pool.checkedout() == 0
+    with held.transaction() as session:  # a connection from the pool again
+        _add_config(session, "held-after")
+    assert _config_rows(db, "held-after") == 1 and pool.checkedout() == 1
+    held.release()
+    assert pool.checkedout() == 0
+
+
+def test_a_held_connection_cut_by_the_server_fails_one_transaction_then_is_replaced(pg_url):
+    """A backend terminated while its connection was kept is found by the next
+    transaction, which fails (a group commit then handles its requests alone); the
+    one after runs on a fresh connection."""
+    from sqlalchemy.exc import DBAPIError
+
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    held = db.held()
+    with held.transaction() as session:
+        first = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(_conninfo(pg_url), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s, 5000)", (first,)).fetchone()[0]
+    with pytest.raises(DBAPIError):
+        with held.transaction() as session:
+            session.execute(text("SELECT 1"))
+    with held.transaction() as session:
+        second = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert second != first
+    held.release()
+    assert db.engine.pool.checkedout() == 0
+    db.dispose()

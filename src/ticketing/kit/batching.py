@@ -65,9 +65,13 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(self, name: str, max_size: int, alone: Callable[[T], R],
                  together: Callable[[list[Entry[T]]], dict[int, R]],
-                 gate: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+                 gate: Callable[[], AbstractContextManager[Any]] = nullcontext,
+                 rest: Callable[[], None] = lambda: None) -> None:
         self.name, self.max_size = name, max_size
         self.alone, self.together, self.gate = alone, together, gate
+        # called in the turn whenever what comes next is not a batch: before a request
+        # handled alone, and when nobody waits (a batch's kept connection goes back)
+        self.rest = rest
         self._waiting: list[Entry[T]] = []
         self._guard = threading.Lock()  # the waiting list and `_draining`
         self._turn = threading.Lock()   # one batch at a time
@@ -127,11 +131,18 @@ class GroupCommit(Generic[T, R]):
             with self._guard:
                 batch = self._waiting[: self.max_size]
                 del self._waiting[: self.max_size]
-            self._handle(batch)
+            try:
+                self._handle(batch)
+            finally:
+                with self._guard:
+                    idle = not self._waiting
+                if idle:
+                    self.rest()
 
     def _handle(self, batch: list[Entry[T]]) -> None:
         try:
             if len(batch) == 1:  # alone: handled now, while the next ones gather
+                self.rest()
                 self._handle_alone(batch[0])
             elif batch:
                 self._handle_together(batch)

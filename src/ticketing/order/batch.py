@@ -145,8 +145,10 @@ def _batcher(db: Database, ttl_seconds: int,
     def alone(req: OrderRequest) -> dict[str, Any]:
         return place_alone(db, ttl_seconds, req)
 
+    held = db.held()  # one batch at a time: back to back on one connection
+
     def together(batch: list[Entry[OrderRequest]]) -> dict[int, dict[str, Any]]:
-        with db.transaction() as session:
+        with held.transaction() as session:
             return place_batch(session, batch, ttl_seconds)
 
-    return GroupCommit("order", max_size, alone, together, db.writer_turn)
+    return GroupCommit("order", max_size, alone, together, db.writer_turn, held.release)

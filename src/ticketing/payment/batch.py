@@ -112,11 +112,14 @@ def _batcher(db: Database, max_size: int) -> GroupCommit[MockNotification, Notif
     def alone(n: MockNotification) -> NotifyResult:
         return flows.notify_mock(db, n.slug, n.raw, n.headers)
 
+    held = db.held()  # one batch at a time: back to back on one connection
+
     def together(batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
-        with db.transaction() as session:
+        with held.transaction() as session:
             return apply_batch(session, batch)
 
-    return GroupCommit("notification", max_size, alone, together, db.writer_turn)
+    return GroupCommit("notification", max_size, alone, together, db.writer_turn,
+                       held.release)
 
 
 async def notify_mock(db: Database, max_size: int, slug: str, raw: bytes,

@@ -33,10 +33,10 @@ _tenants: weakref.WeakKeyDictionary[Any, dict[str, Tenant]] = weakref.WeakKeyDic
 
 def find_tenant(session: Session, slug: str) -> Tenant | None:
     """The tenant with this slug, if any (remembered once found)."""
-    bind = session.get_bind()
-    known = _tenants.get(bind)
+    engine = session.get_bind().engine  # a session bound to a connection: its engine
+    known = _tenants.get(engine)
     if known is None:
-        known = _tenants.setdefault(bind, {})
+        known = _tenants.setdefault(engine, {})
     tenant = known.get(slug)
     if tenant is None:
         tenant = tenant_by_slug(session, slug)
