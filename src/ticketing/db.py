@@ -55,6 +55,12 @@ def run_last(session: Session, work: Callable[[Session], None]) -> None:
     session.info.setdefault(_LAST, []).append(work)
 
 
+def _run_last_work(session: Session) -> None:
+    """The work `run_last` queued in this session's transaction, in order."""
+    for work in session.info.pop(_LAST, ()):
+        work(session)
+
+
 def sqlalchemy_url(url: str) -> str:
     """Map the contract's `postgresql://` and `sqlite:///` URLs to SQLAlchemy drivers."""
     if url.startswith("postgres://"):
@@ -332,8 +338,7 @@ class Database:
         with factory() as session:
             with session.begin():
                 yield session
-                for work in session.info.pop(_LAST, ()):
-                    work(session)
+                _run_last_work(session)
 
     def held(self) -> HeldConnection:
         """A connection kept between transactions run one at a time (`HeldConnection`)."""
@@ -382,8 +387,7 @@ class HeldConnection:
                 session = Session(bind=conn, autoflush=False, expire_on_commit=False)
                 try:
                     yield session
-                    for work in session.info.pop(_LAST, ()):
-                        work(session)
+                    _run_last_work(session)
                     session.flush()
                 finally:
                     session.close()

@@ -51,7 +51,7 @@ class _Lane:
     body it has read handed over again.
     """
 
-    def __init__(self, app: FastAPI, route: APIRoute, fallback: ASGIApp | None) -> None:
+    def __init__(self, app: FastAPI, route: APIRoute, fallback: ASGIApp) -> None:
         self.app, self.route, self.fallback = app, route, fallback
         self.endpoint: Endpoint = route.endpoint
         self.answer: Callable[[Request], Coroutine[Any, Any, Response | None]] = (
@@ -81,7 +81,6 @@ class _Lane:
             response = (await handler(request, exc) if inspect.iscoroutinefunction(handler)
                         else await run_in_threadpool(handler, request, exc))
         if response is None:  # declined by the fast path: the route as declared
-            assert self.fallback is not None
             await self.fallback(scope, _again(await request.body(), receive), send)
             return
         await response(scope, receive, send)
