@@ -67,6 +67,8 @@ class StatementLog:
         self.statements.append(Statement(sql, params, many, time.perf_counter()))
 
     def _commit(self, _conn: Any) -> None:
+        if self.statements and self.statements[-1].sql == "COMMIT":
+            return  # sent with the transaction's last pipeline: SQLAlchemy's sends nothing
         self.statements.append(Statement("COMMIT", (), False, time.perf_counter()))
 
     def _rollback(self, _conn: Any) -> None:
@@ -174,8 +176,8 @@ def per_request(url: str, requests: list[Request], *, warmup: int = 5) -> dict[s
 
 
 def _hot_row_hold(statements: list[Statement]) -> tuple[int, float] | None:
-    first = next((i for i, s in enumerate(statements) if s.sql.startswith("UPDATE products")),
-                 None)
+    first = next((i for i, s in enumerate(statements) if s.sql.startswith("UPDATE products")
+                  or s.sql.startswith("WITH changed AS (UPDATE products")), None)
     if first is None:
         return None
     end = next(i for i in range(first, len(statements)) if statements[i].sql == "COMMIT")

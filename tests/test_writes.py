@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from tests.wire import client_messages, exchanges, since_last_begin
 from ticketing.db import Database, json_text
+from ticketing.migrate import alembic_config, upgrade
 from ticketing.kit.clock import utcnow
-from ticketing.kit.sql import Pipeline
+from ticketing.kit.sql import Pipeline, RowCountError
 from ticketing.models import GatewayConfig, Notification, Product, Tenant
 from ticketing.tenant.demo import load_demo
 
@@ -272,3 +275,114 @@ def test_on_postgresql_the_writes_are_one_round_trip(pg_url):
         assert exchanges(kinds) == 4, kinds
     finally:
         db.dispose()
+
+
+def _sell(tenant: int, *products: int) -> list[dict]:
+    return [{"w_tenant": tenant, "w_product": p, "d_sold": 1} for p in products]
+
+
+def test_a_committing_flush_checks_its_row_counts_before_the_commit(db):
+    """`flush(commit=True)`: a write that changed a row count other than expected fails
+    the transaction, and nothing of it is committed; on PostgreSQL the database itself
+    checked it (`ticketing_expect_rows`) and skipped the COMMIT sent with the writes.
+    The connection serves the next transaction."""
+    tenant = _tenant(db)
+    before = _sold(db, tenant)
+    with pytest.raises(RowCountError, match=r"rows written where \d+ were expected "
+                                            r"\(products\)") as raised:
+        with db.transaction() as session:
+            pipeline = Pipeline(session)
+            pipeline.write(_ADD_NOTE, [_note(tenant, "lost")], expect=1)
+            sold = pipeline.write(_SELL, _sell(tenant, 101, 999), expect=2)
+            pipeline.flush(commit=True)
+    assert raised.value.queued is sold
+    if db.dialect == "postgresql":
+        assert isinstance(raised.value.__cause__, psycopg.Error)
+        assert raised.value.__cause__.sqlstate == "TK001"
+    assert _notes(db) == [] and _sold(db, tenant) == before
+    with db.transaction() as session:
+        pipeline = Pipeline(session)
+        pipeline.write(_ADD_NOTE, [_note(tenant, "next")], expect=1)
+        pipeline.write(_SELL, _sell(tenant, 101, 102), expect=2)
+        pipeline.flush(commit=True)
+    assert _notes(db) == [("next", {"x-tag": "next"})]
+    after = _sold(db, tenant)
+    assert {p: after[p][0] - before[p][0] for p in (101, 102)} == {101: 1, 102: 1}
+
+
+def test_a_committing_flush_refuses_a_count_it_cannot_check_per_parameter_set(db):
+    """The database checks one row per parameter set of a write that returns none: any
+    other expectation is refused before anything is sent, on every database."""
+    tenant = _tenant(db)
+    with pytest.raises(ValueError, match="one row per parameter set"):
+        with db.transaction() as session:
+            pipeline = Pipeline(session)
+            pipeline.write(_SELL, _sell(tenant, 101, 102), expect=1)
+            pipeline.flush(commit=True)
+    with pytest.raises(ValueError, match="one row per parameter set"):
+        with db.transaction() as session:
+            pipeline = Pipeline(session)
+            pipeline.write(_SELL.returning(_PRODUCTS.c.sold), _sell(tenant, 101), expect=1)
+            pipeline.flush(commit=True)
+    assert _notes(db) == []
+
+
+def test_on_postgresql_a_committing_flush_commits_in_its_round_trip(pg_url):
+    """BEGIN, the writes and COMMIT in one exchange: what it wrote is seen by another
+    connection before the transaction's block has ended, and the block's end sends
+    nothing more."""
+    db, other = Database(pg_url, pool_size=1), Database(pg_url, pool_size=1)
+    try:
+        with db.transaction() as session:
+            load_demo(session)
+        tenant = _tenant(db)
+        before = _sold(db, tenant)
+        with client_messages(db) as sent:
+            with db.transaction() as session:
+                pipeline = Pipeline(session)
+                pipeline.write(_ADD_NOTE, [_note(tenant, f"c{i}") for i in range(3)], expect=3)
+                pipeline.write(_SELL, _sell(tenant, 101, 102), expect=2)
+                pipeline.flush(commit=True)
+                assert [tag for tag, _ in _notes(other)] == ["c0", "c1", "c2"]  # committed
+                assert _sold(other, tenant) != before
+        kinds = since_last_begin(sent)
+        assert exchanges(kinds) == 1 and "Query" not in kinds, kinds
+        assert '"COMMIT"' in [m for m in sent if m.startswith("Parse")][-1]
+    finally:
+        db.dispose()
+        other.dispose()
+
+
+def test_on_postgresql_a_statement_after_a_committing_flush_fails_and_is_undone(pg_url):
+    """A statement run after the flush that committed would begin a transaction of its
+    own: the block's end refuses it, and it is rolled back; the flushed writes stay."""
+    db = Database(pg_url, pool_size=2)
+    try:
+        with db.transaction() as session:
+            load_demo(session)
+        tenant = _tenant(db)
+        for transaction in (db.transaction, db.held().transaction):
+            with pytest.raises(RuntimeError, match="after its transaction's committing flush"):
+                with transaction() as session:
+                    pipeline = Pipeline(session)
+                    pipeline.write(_ADD_NOTE, [_note(tenant, "kept")], expect=1)
+                    pipeline.flush(commit=True)
+                    pipeline.write(_ADD_NOTE, [_note(tenant, "stray")], expect=1)
+                    pipeline.flush()
+            assert [tag for tag, _ in _notes(db)][-1] == "kept"
+        assert [tag for tag, _ in _notes(db)] == ["kept", "kept"]
+    finally:
+        db.dispose()
+
+
+def test_the_row_count_check_comes_and_goes_with_its_migration(pg_url):
+    def present() -> bool:
+        with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as conn:
+            return conn.execute("SELECT count(*) FROM pg_proc "
+                                "WHERE proname = 'ticketing_expect_rows'").fetchone()[0] == 1
+
+    assert present()
+    command.downgrade(alembic_config(pg_url), "0005")
+    assert not present()
+    upgrade(pg_url)
+    assert present()

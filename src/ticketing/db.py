@@ -39,6 +39,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ticketing.kit import pgpipe
+from ticketing.kit.sql import check_ended
 
 READONLY = "ticketing_readonly"
 _LAST = "ticketing_run_last"
@@ -55,10 +56,15 @@ def run_last(session: Session, work: Callable[[Session], None]) -> None:
     session.info.setdefault(_LAST, []).append(work)
 
 
-def _run_last_work(session: Session) -> None:
-    """The work `run_last` queued in this session's transaction, in order."""
+def _end_work(session: Session) -> None:
+    """What a transaction's block leaves to do before its COMMIT: the work `run_last`
+    queued, in order, and the session's pending changes; then, if a pipeline's last
+    flush sent the COMMIT already (`kit.sql.Pipeline.flush`), a check that nothing
+    followed it."""
     for work in session.info.pop(_LAST, ()):
         work(session)
+    session.flush()
+    check_ended(session)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -338,7 +344,7 @@ class Database:
         with factory() as session:
             with session.begin():
                 yield session
-                _run_last_work(session)
+                _end_work(session)
 
     def held(self) -> HeldConnection:
         """A connection kept between transactions run one at a time (`HeldConnection`)."""
@@ -387,8 +393,7 @@ class HeldConnection:
                 session = Session(bind=conn, autoflush=False, expire_on_commit=False)
                 try:
                     yield session
-                    _run_last_work(session)
-                    session.flush()
+                    _end_work(session)
                 finally:
                     session.close()
         except BaseException:

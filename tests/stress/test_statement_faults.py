@@ -2,7 +2,8 @@
 
 `STATEMENTS` is how many statements the path issues for an order of three units (SQLite
 adds its `BEGIN IMMEDIATE`, and moves two products' counters in two statements, not one
-executemany). Each case fails the path at one statement index, checks that nothing changed
+executemany; PostgreSQL counts the COMMIT sent with the last pipeline, a failure there
+stopping the whole pipeline before it is sent). Each case fails the path at one statement index, checks that nothing changed
 and that the notification was kept with outcome `error`, then resends it and checks it is
 applied exactly once.
 `test_cases_cover_every_statement` fails when the path changes, so the cases follow it.
@@ -20,7 +21,7 @@ from tests.audit.books import violations
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
 from ticketing.db import Database
 
-STATEMENTS = {"sqlite": 12, "postgresql": 11}
+STATEMENTS = {"sqlite": 12, "postgresql": 12}
 ITEMS = [(101, 2), (102, 1)]
 
 
@@ -120,28 +121,52 @@ def test_database_down_for_the_whole_request_keeps_nothing_and_resend_applies(cl
     assert [o for o, _ in _kept(client)] == ["processed"] and violations(db) == []
 
 
+# PostgreSQL: a COMMIT that fails in the database itself, whichever way it was sent (the
+# payment's COMMIT rides with its writes): a deferred constraint trigger runs at COMMIT
+_FAIL_AT_COMMIT = [
+    "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'injected failure at commit'; END $$",
+    "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON payment_transactions "
+    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()",
+]
+
+
 def test_failure_at_commit_keeps_the_notification_and_resend_applies(client, db):
     order = place_order(client, items=ITEMS)
     before = _snapshot(client, order["order_id"])
     txn = txn_id()
-    commits: list[int] = []
-    error = db.engine.dialect.loaded_dbapi.OperationalError
+    if db.dialect == "postgresql":
+        with db.engine.begin() as conn:
+            for sql in _FAIL_AT_COMMIT:
+                conn.exec_driver_sql(sql)
+        try:
+            failed = notify(client, order=order, txn=txn)
+        finally:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("DROP TRIGGER fail_at_commit ON payment_transactions")
+    else:  # SQLite commits through the driver's commit: fail that one
+        commits: list[int] = []
+        error = db.engine.dialect.loaded_dbapi.OperationalError
 
-    def fail_first_commit(conn) -> None:
-        commits.append(1)
-        if len(commits) == 1:
-            raise error("injected failure at commit")
+        def fail_first_commit(conn) -> None:
+            commits.append(1)
+            if len(commits) == 1:
+                raise error("injected failure at commit")
 
-    event.listen(db.engine, "commit", fail_first_commit)
-    try:
-        failed = notify(client, order=order, txn=txn)
-    finally:
-        event.remove(db.engine, "commit", fail_first_commit)
+        event.listen(db.engine, "commit", fail_first_commit)
+        try:
+            failed = notify(client, order=order, txn=txn)
+        finally:
+            event.remove(db.engine, "commit", fail_first_commit)
     assert failed.status_code == 500 and failed.json()["code"] == "internal_error"
     assert _snapshot(client, order["order_id"]) == before
     kept = client.get("/admin/tenants/default/notifications", headers=OPERATOR).json()
     [row] = kept["notifications"]
-    assert (row["outcome"], row["verification"], row["gateway_txn_id"]) == ("error", "unverified", txn)
+    # PostgreSQL's COMMIT went with the writes: a failure of the work itself, after the
+    # verification, kept with what it found (the demo tenant has no secret); SQLite's
+    # fails after the work, where the verification is not known any more
+    verified = "not_required" if db.dialect == "postgresql" else "unverified"
+    assert (row["outcome"], row["verification"], row["gateway_txn_id"]) == ("error", verified, txn)
     assert "injected failure at commit" in row["detail"]
     retry = notify(client, order=order, txn=txn)
     assert retry.status_code == 200 and retry.json()["status"] == "processed"

@@ -141,11 +141,17 @@ def _begin_command(driver: psycopg.Connection[Any]) -> bytes:
     return b" ".join(parts)
 
 
-def send(driver: psycopg.Connection[Any], statements: Sequence[Statement]) -> None:
+def send(driver: psycopg.Connection[Any], statements: Sequence[Statement], *,
+         commit: bool = False) -> None:
     """Run `statements` in order, every parameter set of each, in one round trip, in the
     connection's transaction (begun first if none is open); fill in their rows and row
-    counts. The first statement to fail raises its `psycopg.errors` error; none after
-    it has run, and the transaction is left failed, for the caller to roll back."""
+    counts. With `commit`, a COMMIT follows them in the same round trip.
+
+    The first statement to fail raises its `psycopg.errors` error, with the index of its
+    statement in `statements` as its `statement_index` attribute; none after it has run
+    (nor the COMMIT), and the transaction is left failed, for the caller to roll back."""
+    if commit and driver.autocommit:
+        raise psycopg.ProgrammingError("nothing to commit on an autocommit connection")
     with driver.lock:
         pgconn = driver.pgconn
         if pgconn.status == pq.ConnStatus.BAD:
@@ -188,6 +194,9 @@ def send(driver: psycopg.Connection[Any], statements: Sequence[Statement]) -> No
                 else:
                     pgconn.send_query_prepared(name, values, param_formats=formats)
                 expected.append(statement)
+            if commit:
+                pgconn.send_query_params(b"COMMIT", None)
+                expected.append(None)
             _pipeline_sync(pgconn)
             groups = _exchange(pgconn)
         except BaseException:
@@ -196,7 +205,7 @@ def send(driver: psycopg.Connection[Any], statements: Sequence[Statement]) -> No
             pgconn.finish()
             raise
         pgconn.exit_pipeline_mode()
-        _apply(driver, transformer, state, expected, groups)
+        _apply(driver, transformer, state, statements, expected, groups)
 
 
 def _exchange(pgconn: Any) -> list[list[Any]]:
@@ -226,7 +235,8 @@ def _exchange(pgconn: Any) -> list[list[Any]]:
 
 
 def _apply(driver: psycopg.Connection[Any], transformer: Any, state: _Prepared,
-           expected: list[Any], groups: list[list[Any]]) -> None:
+           statements: Sequence[Statement], expected: list[Any],
+           groups: list[list[Any]]) -> None:
     """Each command's results to its statement; the first error raised."""
     if len(groups) != len(expected):
         raise psycopg.InternalError(f"{len(groups)} results for {len(expected)} commands")
@@ -235,6 +245,8 @@ def _apply(driver: psycopg.Connection[Any], transformer: Any, state: _Prepared,
         for result in results:
             if result.status == pq.ExecStatus.FATAL_ERROR and failure is None:
                 failure = errors.error_from_result(result, encoding=driver.info.encoding)
+                failure.statement_index = next(  # type: ignore[attr-defined]
+                    (i for i, s in enumerate(statements) if s is what), None)
         ok = all(result.status in OK for result in results)
         if isinstance(what, Statement):
             if ok:

@@ -6,7 +6,7 @@ import json
 import re
 from collections import namedtuple
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -170,13 +170,16 @@ class Pipeline:
     directly, compiled and converted the same way (a ListLookup binds its list's
     elements one by one there, see `ListLookup.queue`).
 
-    Nothing is committed by a flush. A failure of any statement raises (a database's
-    error as SQLAlchemy's, as a statement run through it would), and the caller's
-    transaction rolls back whole. `expect` is the number of rows a write
-    must change; a different count raises RuntimeError (an UPDATE guarded by a lock
-    that did not guard). Listeners of SQLAlchemy's `before_cursor_execute` see every
-    statement, pipelined or not (a pipelined one on PostgreSQL with its parameters as
-    queued, and no cursor).
+    A flush commits nothing, unless it is the transaction's last: `flush(commit=True)`
+    sends the COMMIT on PostgreSQL in the same round trip (see there). A failure of any
+    statement raises (a database's error as SQLAlchemy's, as a statement run through
+    it would), and the caller's transaction rolls back whole. `expect` is the number
+    of rows a write must change; a different count raises RowCountError (an UPDATE
+    guarded by a lock that did not guard, a compare-and-set that did not hold).
+    Listeners of SQLAlchemy's `before_cursor_execute` see every statement, pipelined
+    or not (a pipelined one on PostgreSQL with its parameters as queued, and no
+    cursor; a pipelined COMMIT as `COMMIT`, SQLAlchemy's `commit` event following
+    when the caller's transaction ends, with nothing left to send).
     """
 
     def __init__(self, session: Session) -> None:
@@ -201,14 +204,35 @@ class Pipeline:
             queued.rowcount = 0
         return queued
 
-    def flush(self) -> None:
-        """Run what is queued, in order; check each write's expected row count."""
+    def flush(self, *, commit: bool = False) -> None:
+        """Run what is queued, in order; check each write's expected row count.
+
+        `commit`: these are the transaction's last statements. On PostgreSQL the COMMIT
+        goes with them, in the same round trip, and each write's row count is checked
+        by the database before it (`ticketing_expect_rows`, migration 0006: the write
+        then runs as `WITH changed AS (… RETURNING 1) SELECT …`, one row expected of
+        each parameter set), so that a wrong count fails the transaction instead of
+        committing it. A lock held to the end (an order's, a hot product row's) is then
+        let go when the database has committed, not a round trip later. The caller's
+        transaction has nothing left to send: its commit finds the connection idle and
+        sends nothing, and any statement after this flush fails it (`check_ended`).
+        Elsewhere (SQLite, in-process) the flush checks its counts as any other and the
+        caller's transaction commits as before."""
         queued, self._queued = self._queued, []
         if not queued:
             return
+        if commit:  # refused alike on every database, so SQLite's tests catch it too
+            for stmt, params, expect, _done in queued:
+                if (expect is not None and not _counted_by_database(stmt)
+                        and (expect != len(params) or _returns_rows(stmt))):
+                    raise ValueError(f"a committing flush checks one row per parameter set "
+                                     f"of a write returning none ({stmt.table.name}: "
+                                     f"{expect} of {len(params)})")
         conn = self.session.connection()
         if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-            _pipelined(conn, queued)
+            _pipelined(conn, queued, commit=commit)
+            if commit:
+                self.session.info[_COMMITTED] = True
         elif conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite":
             _in_process(conn, queued)
         else:
@@ -216,8 +240,33 @@ class Pipeline:
                 _one_by_one(conn, stmt, params, done)
         for stmt, params, expect, done in queued:
             if expect is not None and done.rowcount != expect:
-                raise RuntimeError(f"{done.rowcount} rows written where {expect} were expected "
-                                   f"({stmt.table.name})")
+                raise RowCountError(f"{done.rowcount} rows written where {expect} were "
+                                    f"expected ({stmt.table.name})", done)
+
+
+class RowCountError(RuntimeError):
+    """A queued write changed another number of rows than it was to; `queued` is its
+    `Queued`. The transaction is to be rolled back: on PostgreSQL a committing flush
+    has already failed it, on every database nothing of it is committed."""
+
+    def __init__(self, message: str, queued: Queued) -> None:
+        super().__init__(message)
+        self.queued = queued
+
+
+_COMMITTED = "ticketing_committed_by_pipeline"
+ROW_COUNT_SQLSTATE = "TK001"  # raised by ticketing_expect_rows (migration 0006)
+
+
+def check_ended(session: Session) -> None:
+    """Raise if the session's transaction was committed by a pipeline (`Pipeline.flush`
+    with `commit`) and a statement ran after it: that statement began a transaction of
+    its own, which the caller, rolling back on this error, undoes."""
+    if not session.info.pop(_COMMITTED, False):
+        return
+    driver = session.connection().connection.driver_connection
+    if driver.pgconn.transaction_status != pgpipe.pq.TransactionStatus.IDLE:
+        raise RuntimeError("a statement ran after its transaction's committing flush")
 
 
 def execute_many(conn: Any, stmt: Any, params: list[dict[str, Any]]) -> int:
@@ -402,18 +451,48 @@ def _listened(conn: Any) -> bool:
                 and conn.dispatch.before_cursor_execute)
 
 
-def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]]
-               ) -> None:
-    """The statements in one write and one read (`kit.pgpipe`): one round trip."""
+_CHECKED_FORMS: dict[int, tuple[_Compiled, _Compiled]] = {}  # id(plan) -> (plan, checked)
+
+
+def _counted_by_database(stmt: Any) -> bool:
+    """A plain INSERT writes every row it is given or fails: its count needs no check
+    before a COMMIT (one with ON CONFLICT may skip rows, and does)."""
+    return bool(stmt.is_insert and stmt._post_values_clause is None)
+
+
+def _checked(stmt: Any, plan: _Compiled) -> _Compiled:
+    """A write that must change one row for each parameter set (`flush` made sure it
+    returns none), as a statement that fails unless it did: `WITH changed AS
+    (… RETURNING 1) SELECT ticketing_expect_rows(count(*), 1, '<table>') FROM changed`.
+    It returns one row."""
+    assert plan.numbered is not None
+    found = _CHECKED_FORMS.get(id(plan))
+    if found is None:
+        table = stmt.table.name.replace("'", "''")
+        sql = (f"WITH changed AS ({plan.sql} RETURNING 1) "
+               f"SELECT ticketing_expect_rows(count(*), 1, '{table}') FROM changed")
+        numbered = (b"WITH changed AS (" + plan.numbered + b" RETURNING 1) SELECT "
+                    b"ticketing_expect_rows(count(*), 1, '" + table.encode() + b"') FROM changed")
+        found = _CHECKED_FORMS[id(plan)] = (plan, replace(plan, sql=sql, numbered=numbered))
+    return found[1]
+
+
+def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]],
+               *, commit: bool = False) -> None:
+    """The statements in one write and one read (`kit.pgpipe`): one round trip; with
+    `commit`, the COMMIT too, each write's row count checked by the database first."""
     driver = conn.connection.driver_connection
     events = _listened(conn)
     sent = []
     try:
-        for stmt, params, _expect, _done in queued:
+        for stmt, params, expect, _done in queued:
             keys = tuple(params[0])
             plan = _compiled(stmt, conn.dialect, keys)
-            form = (None if stmt.is_select or len(params) == 1
-                    else _row_form(stmt, conn.dialect, keys))
+            if commit and expect is not None and not _counted_by_database(stmt):
+                plan, form = _checked(stmt, plan), None
+            else:
+                form = (None if stmt.is_select or len(params) == 1
+                        else _row_form(stmt, conn.dialect, keys))
             if form is not None:  # the converted rows, as one JSON array
                 rows = [{k: (plan.binds[k](v) if k in plan.binds else v)
                          for k, v in row.items()} for row in params]
@@ -427,10 +506,15 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
             values = [[binds[k](row[k]) if k in binds else row[k] for k in positions]
                       for row in params]
             sent.append((pgpipe.Statement(plan.numbered, values), plan, form))
-        pgpipe.send(driver, [statement for statement, _plan, _form in sent])
+        if commit and events:  # the COMMIT too is a statement sent
+            conn.dispatch.before_cursor_execute(conn, None, "COMMIT", {}, None, False)
+        pgpipe.send(driver, [statement for statement, _plan, _form in sent], commit=commit)
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
+        if getattr(exc, "sqlstate", None) == ROW_COUNT_SQLSTATE:
+            stmt, _params, _expect, done = queued[exc.statement_index]  # type: ignore[attr-defined]
+            raise RowCountError(f"{exc.diag.message_primary}", done) from exc  # type: ignore[attr-defined]
         _raise_wrapped(conn, exc, [plan.sql for _statement, plan, _form in sent])
         raise
     for (stmt, _params, _expect, done), (statement, plan, form) in zip(queued, sent,

@@ -58,7 +58,7 @@ def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, 
     come a moment later.
     """
     if not req.idempotency_key:  # the common case as a batch of one: BEGIN, the caller
-        # and products in one round trip, two more for the writes (kit.pgpipe)
+        # and products in one round trip, two more for the writes, COMMIT with the last
         with db.transaction() as session:
             placed = place_batch(session, [Entry(req)], ttl_seconds, least=1)
         if placed:
@@ -80,10 +80,11 @@ def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, 
 
 def place_batch(session: Session, batch: list[Entry[OrderRequest]],
                 ttl_seconds: int, *, least: int = 2) -> dict[int, dict[str, Any]]:
-    """Place the orders of the batch that can be placed together, in the caller's
-    transaction; their views by position in `batch` (valid once it commits); none
-    unless at least `least` can be (one alone is cheaper on its own path, unless it is
-    that path). A product short of units raises Conflict for the whole batch."""
+    """Place the orders of the batch that can be placed together, ending the caller's
+    transaction (its COMMIT goes with their last writes) if any is placed; their views
+    by position in `batch`; none unless at least `least` can be (one alone is cheaper
+    on its own path, unless it is that path). A product short of units raises Conflict
+    for the whole batch."""
     by_tenant: dict[int, list[tuple[int, OrderRequest]]] = {}
     for index, entry in enumerate(batch):
         tenant = find_tenant(session, entry.value.slug)
@@ -114,7 +115,7 @@ def place_batch(session: Session, batch: list[Entry[OrderRequest]],
                 continue
     if len(planned) < least:
         return {}
-    placed = service.place_orders(session, [plan for _, plan in planned])
+    placed = service.place_orders(session, [plan for _, plan in planned], commit=True)
     views = {}
     for (index, _), (order, items) in zip(planned, placed, strict=True):
         with structlog.contextvars.bound_contextvars(**batch[index].context):

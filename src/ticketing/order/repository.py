@@ -159,9 +159,9 @@ class OrderRepository(TenantRepository):
     @staticmethod
     def reserve_in(pipeline: Pipeline, tenant_id: int, product_pk: int, qty: int) -> Queued:
         """Hold `qty` units if that many are free (compare-and-set, no lock needed), queued
-        in `pipeline`: once it is flushed, a row count of 1 if they were held."""
+        in `pipeline`: its flush raises RowCountError, naming this write, if they were not."""
         return pipeline.write(_RESERVE, [{"w_tenant": tenant_id, "w_product": product_pk,
-                                      "qty": qty}])
+                                      "qty": qty}], expect=1)
 
     def _stock(self, stmt: Any, product_pk: int, qty: int) -> bool:
         params = {"w_tenant": self.tenant_id, "w_product": product_pk, "qty": qty}

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ticketing.kit.clock import rfc3339, utcnow
 from ticketing.kit.errors import Conflict, Invalid, NotFound
 from ticketing.kit.metrics import ORDERS_CREATED, TICKETS_ISSUED
-from ticketing.kit.sql import Pipeline
+from ticketing.kit.sql import Pipeline, RowCountError
 from ticketing.models import Order
 from ticketing.order.repository import OrderRepository, pending_orders_due
 from ticketing.order.state import PENDING_STATES, PayState, is_allowed, order_status
@@ -123,13 +123,17 @@ def plan_order(tenant_id: int, user_id: int, items: list[dict[str, int]],
     return OrderPlan(values, [(products[pid], qty) for pid, qty in merged.items()])
 
 
-def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, list[Any]]]:
+def place_orders(session: Session, plans: list[OrderPlan], *,
+                 commit: bool = False) -> list[tuple[Order, list[Any]]]:
     """Write planned orders and hold their stock: one statement per table for all of them.
 
     Holding stock comes last: a product row, which every order for it touches, stays
     locked only until COMMIT. Product rows are locked in id order on every path (one
     statement per product, the units of all the orders summed), or two orders naming
     the same products in opposite orders deadlock. 409 if a product lacks the units.
+    `commit`: the caller's transaction ends here, its COMMIT sent with the items and
+    the stock (`Pipeline.flush`), so a product row is let go as soon as the database
+    has committed.
     """
     pipeline = Pipeline(session)  # two exchanges: the orders, then their items and stock
     added = OrderRepository.add_many_in(pipeline, [plan.values for plan in plans])
@@ -150,11 +154,14 @@ def place_orders(session: Session, plans: list[OrderPlan]) -> list[tuple[Order, 
             held.setdefault((product.id, order.tenant_id), [product, 0])[1] += qty
     reserved = [(product, OrderRepository.reserve_in(pipeline, tenant_id, product_pk, qty))
                 for (product_pk, tenant_id), (product, qty) in sorted(held.items())]
-    pipeline.flush()
-    for product, written in reserved:
-        if written.rowcount != 1:
-            raise Conflict(f"Not enough stock for product {product.product_id}",
-                           code="insufficient_stock")
+    try:
+        pipeline.flush(commit=commit)
+    except RowCountError as exc:  # the first product, in id order, short of the units
+        short = next((product for product, written in reserved if written is exc.queued), None)
+        if short is None:
+            raise
+        raise Conflict(f"Not enough stock for product {short.product_id}",
+                       code="insufficient_stock") from exc
     ORDERS_CREATED.inc(len(orders))
     by_order: dict[int, list[Any]] = {order.id: [] for order in orders}
     for row in items.rows:

@@ -93,13 +93,13 @@ def _admit(batch: list[Entry[MockNotification]], secrets: Callable[[], dict[int,
 
 
 def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[int, NotifyResult]:
-    """Apply what can be applied together, in the caller's transaction; their answers
-    by position in `batch` (valid once the transaction commits)."""
-    # BEGIN, two round trips (the secrets, locks and lookups; the writes), COMMIT
+    """Apply what can be applied together, ending the caller's transaction if any is;
+    their answers by position in `batch` (valid once the transaction commits)."""
+    # two round trips: BEGIN with the secrets, locks and lookups; the writes with COMMIT
     pipeline = Pipeline(session)
     candidates = _candidates(session, batch)
     secrets = flows.queue_mock_secrets(pipeline, {s.tenant_id for s in candidates})
-    return apply_successes(session, pipeline, candidates, batched=True,
+    return apply_successes(session, pipeline, candidates, batched=True, commit=True,
                            admit=_admit(batch, secrets))
 
 

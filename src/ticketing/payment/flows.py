@@ -62,14 +62,15 @@ def apply_guarded(session: Session, tenant_id: int, notice: PaymentNotice,
     """`handle_notice`, with any failure turned into a NoticeFailure for `in_transaction`.
 
     The common case, a first-seen SUCCESS for a pending order, is applied by
-    `success.apply_successes` in three round trips; whatever it leaves (a duplicate,
+    `success.apply_successes` in two round trips and the transaction ends with them
+    (`session` must have nothing else to do then); whatever it leaves (a duplicate,
     a conflict, a closed order) `handle_notice` answers, in the same transaction.
     """
     try:
         if success.is_success(notice):
             context = structlog.contextvars.get_contextvars()
             applied = success.apply_successes(session, Pipeline(session), [
-                success.Success(0, context, tenant_id, notice, received)])
+                success.Success(0, context, tenant_id, notice, received)], commit=True)
             if applied:
                 return applied[0]
         return service.handle_notice(session, tenant_id, notice, received)

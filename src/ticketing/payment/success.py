@@ -1,5 +1,6 @@
 """First-seen SUCCESS notifications for pending orders: the common case, in two round
-trips (BEGIN goes with the first) and COMMIT.
+trips (BEGIN goes with the first, and COMMIT with the second when the caller's
+transaction ends there).
 
 A sale opening is mostly this: a verified SUCCESS notification, seen for the first
 time, for a pending order of the same amount. `apply_successes` applies any number
@@ -66,7 +67,7 @@ def is_success(notice: PaymentNotice) -> bool:
 
 
 def apply_successes(session: Session, pipeline: Pipeline, successes: Sequence[Success], *,
-                    batched: bool = False,
+                    batched: bool = False, commit: bool = False,
                     admit: Callable[[Sequence[Success]], Sequence[Success]] | None = None
                     ) -> dict[int, NotifyResult]:
     """Apply those of `successes` whose orders are pending with their amount, in the
@@ -78,7 +79,10 @@ def apply_successes(session: Session, pipeline: Pipeline, successes: Sequence[Su
     at most one per order and transaction id. A candidate left out was only read (and
     its order locked until the caller's transaction ends). `batched`: they came in a
     batch, whose requests have logged nothing yet (one alone has logged its arrival),
-    so each applied one's log lines start with its arrival.
+    so each applied one's log lines start with its arrival. `commit`: if any is applied,
+    the caller's transaction ends with their writes, whose round trip carries its COMMIT
+    (`Pipeline.flush`); its answers are then valid at once, and its orders' and product
+    rows' locks let go without another round trip.
     """
     if not successes:
         return {}
@@ -119,7 +123,7 @@ def apply_successes(session: Session, pipeline: Pipeline, successes: Sequence[Su
                          request_id=s.context.get("request_id"))
         for s, order in ready])
     OrderRepository.queue_stock_moves(session, pipeline)  # the hot product rows, last
-    pipeline.flush()
+    pipeline.flush(commit=commit)
     ids = [row[0] for row in kept.rows]
     results = {}
     for (s, order), body, nid, tickets in zip(ready, bodies, ids, issued, strict=True):
