@@ -90,6 +90,19 @@ def test_few_requests_one_at_a_time_are_each_handled_alone(n):
     assert work.batches == []
 
 
+def test_with_one_together_a_request_alone_is_a_batch_of_one_and_what_it_leaves_goes_alone():
+    """`one_together`: a request found waiting by itself goes to `together` (its path is
+    the cheaper one); one `together` leaves unanswered (odd here) then goes `alone`."""
+    work = Work()
+    rests: list[int] = []
+    group = GroupCommit("test", 8, work.alone, work.together, rest=lambda: rests.append(1),
+                        one_together=True)
+    assert [group.submit(i) for i in (2, 3, 4)] == ["together 2", "alone 3", "together 4"]
+    assert work.batches == [[2], [3], [4]] and work.alone_calls == [3]
+    assert len(rests) == 3  # each time nobody waited after it: the kept connection goes back
+    assert isinstance(_run(group, [13])[13], ValueError)  # alone's error, in its own thread
+
+
 def test_a_batch_is_taken_once_its_gate_lets_it():
     """What arrives while a batch waits at its gate (another writer's lock) joins it."""
     work = Work()

@@ -1,16 +1,30 @@
-"""A failure in the middle of issuing tickets leaves the order as it was (TC-PAY-009/301)."""
+"""A failure in the middle of issuing tickets leaves the order as it was (TC-PAY-009/301).
+
+A notification alone is applied as a batch of one (`batch_max` above 1); a batch that
+fails is rolled back and its notifications are handled once more by the one-at-a-time
+path. The fault is armed for every try the request makes: once with no batching (the
+one-at-a-time path alone), twice with it (the batch of one, then the one-at-a-time path).
+"""
 
 import pytest
 
+from tests.conftest import make_settings
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
+
+
+@pytest.fixture(params=[1, 32], ids=["alone", "batched"])
+def settings(request, db_url, tmp_path):
+    return make_settings(db_url, tmp_path, batch_max=request.param)
 
 
 @pytest.mark.parametrize("point", ["tickets.after_first_ticket", "tickets.after_entitlements",
                                    "payment.before_apply", "payment.before_record"])
-def test_fault_mid_issuance_rolls_back_and_retry_succeeds(client, point):
+def test_fault_mid_issuance_rolls_back_and_retry_succeeds(client, settings, point):
     order = place_order(client, items=[(101, 2), (102, 1)])
     before = (product(client, 101), product(client, 102))
-    armed = client.post("/admin/faults", headers=OPERATOR, json={"point": point, "times": 1})
+    tries = 1 if settings.batch_max == 1 else 2
+    armed = client.post("/admin/faults", headers=OPERATOR,
+                        json={"point": point, "times": tries})
     assert armed.status_code == 200
     txn = txn_id()
     failed = notify(client, order=order, txn=txn)

@@ -7,6 +7,9 @@ stopping the whole pipeline before it is sent). Each case fails the path at one 
 and that the notification was kept with outcome `error`, then resends it and checks it is
 applied exactly once.
 `test_cases_cover_every_statement` fails when the path changes, so the cases follow it.
+The path is the one-at-a-time one (`batch_max` 1): with batching on, a notification alone
+goes first as a batch of one, and a batch that fails hands it to that path (see
+`tests/payment/test_atomicity.py`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ import pytest
 from sqlalchemy import event
 
 from tests.audit.books import violations
+from tests.conftest import make_settings
 from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, txn_id
 from ticketing.db import Database
 
 STATEMENTS = {"sqlite": 12, "postgresql": 12}
+
+
+@pytest.fixture
+def settings(db_url, tmp_path):
+    return make_settings(db_url, tmp_path, batch_max=1)
 ITEMS = [(101, 2), (102, 1)]
 
 

@@ -5,7 +5,9 @@ request thread hands its request to the kind's `GroupCommit`; one batch runs at 
 time, and while it does the next requests gather. The thread that finds no batch
 running takes every request waiting (up to `max_size`):
 
-- one alone is handled by `alone`, the ordinary one-at-a-time path;
+- one alone is handled by `alone`, the ordinary one-at-a-time path, unless the kind
+  is made with `one_together` (notifications and orders: on the connection their
+  batches keep, a batch of one is cheaper than that path);
 - several are handed to `together`, which writes what it can in one transaction and
   returns, once that transaction has committed, the answers of the requests it
   handled (by position). Nothing is answered before its COMMIT.
@@ -66,8 +68,12 @@ class GroupCommit(Generic[T, R]):
     def __init__(self, name: str, max_size: int, alone: Callable[[T], R],
                  together: Callable[[list[Entry[T]]], dict[int, R]],
                  gate: Callable[[], AbstractContextManager[Any]] = nullcontext,
-                 rest: Callable[[], None] = lambda: None) -> None:
+                 rest: Callable[[], None] = lambda: None, *, one_together: bool = False
+                 ) -> None:
         self.name, self.max_size = name, max_size
+        # a request found waiting alone goes to `together` too, as a batch of one (its
+        # path is the cheaper one), and to `alone`, in its own thread, only if left out
+        self.one_together = one_together
         self.alone, self.together, self.gate = alone, together, gate
         # called in the turn whenever what comes next is not a batch: before a request
         # handled alone, and when nobody waits (a batch's kept connection goes back)
@@ -141,7 +147,8 @@ class GroupCommit(Generic[T, R]):
 
     def _handle(self, batch: list[Entry[T]]) -> None:
         try:
-            if len(batch) == 1:  # alone: handled now, while the next ones gather
+            if len(batch) == 1 and not self.one_together:  # alone: handled now, while
+                # the next ones gather
                 self.rest()
                 self._handle_alone(batch[0])
             elif batch:

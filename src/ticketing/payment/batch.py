@@ -119,7 +119,7 @@ def _batcher(db: Database, max_size: int) -> GroupCommit[MockNotification, Notif
             return apply_batch(session, batch)
 
     return GroupCommit("notification", max_size, alone, together, db.writer_turn,
-                       held.release)
+                       held.release, one_together=True)
 
 
 async def notify_mock(db: Database, max_size: int, slug: str, raw: bytes,
