@@ -173,6 +173,6 @@ def test_a_batch_asking_more_units_than_are_free_writes_nothing(client, db, db_u
     product = client.get("/admin/tenants/default/products/600", headers=OPERATOR).json()
     assert (product["stock"], product["reserved"]) == (3, 0)
     with db.transaction() as session:  # one of them alone fits, and the connection serves
-        placed = place_batch(session, [Entry(two)], 900, least=1)
+        placed = place_batch(session, [Entry(two)], 900)
     assert placed[0]["status"] == "PENDING" and orders() == before + 1
     assert violations(db) == []

@@ -147,8 +147,8 @@ class GroupCommit(Generic[T, R]):
 
     def _handle(self, batch: list[Entry[T]]) -> None:
         try:
-            if len(batch) == 1 and not self.one_together:  # alone: handled now, while
-                # the next ones gather
+            if len(batch) == 1 and not self.one_together:
+                # alone: handled now, while the next ones gather
                 self.rest()
                 self._handle_alone(batch[0])
             elif batch:

@@ -223,7 +223,7 @@ class Pipeline:
             return
         if commit:  # refused alike on every database, so SQLite's tests catch it too
             for stmt, params, expect, _done in queued:
-                if (expect is not None and not _counted_by_database(stmt)
+                if (_checked_before_commit(stmt, expect)
                         and (expect != len(params) or _returns_rows(stmt))):
                     raise ValueError(f"a committing flush checks one row per parameter set "
                                      f"of a write returning none ({stmt.table.name}: "
@@ -454,10 +454,11 @@ def _listened(conn: Any) -> bool:
 _CHECKED_FORMS: dict[int, tuple[_Compiled, _Compiled]] = {}  # id(plan) -> (plan, checked)
 
 
-def _counted_by_database(stmt: Any) -> bool:
-    """A plain INSERT writes every row it is given or fails: its count needs no check
-    before a COMMIT (one with ON CONFLICT may skip rows, and does)."""
-    return bool(stmt.is_insert and stmt._post_values_clause is None)
+def _checked_before_commit(stmt: Any, expect: int | None) -> bool:
+    """Whether a committing flush has the database check this write's row count. A plain
+    INSERT writes every row it is given or fails: its count needs no check (one with ON
+    CONFLICT may skip rows, and does)."""
+    return expect is not None and not (stmt.is_insert and stmt._post_values_clause is None)
 
 
 def _checked(stmt: Any, plan: _Compiled) -> _Compiled:
@@ -469,11 +470,11 @@ def _checked(stmt: Any, plan: _Compiled) -> _Compiled:
     found = _CHECKED_FORMS.get(id(plan))
     if found is None:
         table = stmt.table.name.replace("'", "''")
-        sql = (f"WITH changed AS ({plan.sql} RETURNING 1) "
-               f"SELECT ticketing_expect_rows(count(*), 1, '{table}') FROM changed")
-        numbered = (b"WITH changed AS (" + plan.numbered + b" RETURNING 1) SELECT "
-                    b"ticketing_expect_rows(count(*), 1, '" + table.encode() + b"') FROM changed")
-        found = _CHECKED_FORMS[id(plan)] = (plan, replace(plan, sql=sql, numbered=numbered))
+        head = "WITH changed AS ("
+        tail = f" RETURNING 1) SELECT ticketing_expect_rows(count(*), 1, '{table}') FROM changed"
+        found = _CHECKED_FORMS[id(plan)] = (plan, replace(
+            plan, sql=head + plan.sql + tail,
+            numbered=head.encode() + plan.numbered + tail.encode()))
     return found[1]
 
 
@@ -488,7 +489,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
         for stmt, params, expect, _done in queued:
             keys = tuple(params[0])
             plan = _compiled(stmt, conn.dialect, keys)
-            if commit and expect is not None and not _counted_by_database(stmt):
+            if commit and _checked_before_commit(stmt, expect):
                 plan, form = _checked(stmt, plan), None
             else:
                 form = (None if stmt.is_select or len(params) == 1
@@ -513,8 +514,8 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)
         if getattr(exc, "sqlstate", None) == ROW_COUNT_SQLSTATE:
-            stmt, _params, _expect, done = queued[exc.statement_index]  # type: ignore[attr-defined]
-            raise RowCountError(f"{exc.diag.message_primary}", done) from exc  # type: ignore[attr-defined]
+            done = queued[exc.statement_index][3]  # type: ignore[attr-defined]
+            raise RowCountError(exc.diag.message_primary, done) from exc  # type: ignore[attr-defined]
         _raise_wrapped(conn, exc, [plan.sql for _statement, plan, _form in sent])
         raise
     for (stmt, _params, _expect, done), (statement, plan, form) in zip(queued, sent,

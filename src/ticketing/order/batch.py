@@ -60,7 +60,7 @@ def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, 
     if not req.idempotency_key:  # the common case as a batch of one: BEGIN, the caller
         # and products in one round trip, two more for the writes, COMMIT with the last
         with db.transaction() as session:
-            placed = place_batch(session, [Entry(req)], ttl_seconds, least=1)
+            placed = place_batch(session, [Entry(req)], ttl_seconds)
         if placed:
             return placed[0]
     for attempt in (1, 2):  # everything else, each error answered as the contract says
@@ -79,12 +79,12 @@ def place_alone(db: Database, ttl_seconds: int, req: OrderRequest) -> dict[str, 
 
 
 def place_batch(session: Session, batch: list[Entry[OrderRequest]],
-                ttl_seconds: int, *, least: int = 2) -> dict[int, dict[str, Any]]:
+                ttl_seconds: int) -> dict[int, dict[str, Any]]:
     """Place the orders of the batch that can be placed together, ending the caller's
     transaction (its COMMIT goes with their last writes) if any is placed; their views
-    by position in `batch`; none unless at least `least` can be (one alone is cheaper
-    on its own path, unless it is that path). A product short of units raises Conflict
-    for the whole batch."""
+    by position in `batch` (one alone too: on the kept connection of a group commit, or
+    as the first try of `place_alone`). A product short of units raises Conflict for the
+    whole batch."""
     by_tenant: dict[int, list[tuple[int, OrderRequest]]] = {}
     for index, entry in enumerate(batch):
         tenant = find_tenant(session, entry.value.slug)
@@ -113,7 +113,7 @@ def place_batch(session: Session, batch: list[Entry[OrderRequest]],
                     idempotency_key=None, now=now)))
             except TicketingError:
                 continue
-    if len(planned) < least:
+    if not planned:
         return {}
     placed = service.place_orders(session, [plan for _, plan in planned], commit=True)
     views = {}
@@ -149,8 +149,8 @@ def _batcher(db: Database, ttl_seconds: int,
     held = db.held()  # one batch at a time: back to back on one connection
 
     def together(batch: list[Entry[OrderRequest]]) -> dict[int, dict[str, Any]]:
-        with held.transaction() as session:  # on the kept connection even one is cheaper
-            return place_batch(session, batch, ttl_seconds, least=1)
+        with held.transaction() as session:
+            return place_batch(session, batch, ttl_seconds)
 
     return GroupCommit("order", max_size, alone, together, db.writer_turn, held.release,
                        one_together=True)
