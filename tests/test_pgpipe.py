@@ -1,6 +1,7 @@
 """kit.pgpipe on a real PostgreSQL: its prepared statements outlive what psycopg does
-to them, a failure leaves the connection usable, and a pipeline too large for the
-socket's buffers still completes.
+to them, a failure leaves the connection usable, a pipeline too large for the
+socket's buffers still completes, and a transaction marked `plan_once` runs its
+lookups on one plan without the setting reaching any other transaction.
 
 What the pipelined statements return, and that they go in one exchange with BEGIN,
 is tested through `kit.sql.Pipeline` in tests/test_writes.py and tests/payment.
@@ -12,13 +13,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, literal_column, select, text, update
 from sqlalchemy.exc import DBAPIError, ProgrammingError, StatementError
 
 from tests.wire import client_messages, exchanges, since_last_begin
 from ticketing.db import Database
 from ticketing.kit import pgpipe
-from ticketing.kit.sql import Pipeline
+from ticketing.kit.sql import ListLookup, Pipeline, plan_once
 from ticketing.models import Notification, Product, Tenant
 from ticketing.tenant.demo import load_demo
 
@@ -219,3 +220,65 @@ def test_a_sync_libpq_refuses_is_an_operational_error(pg_url):
         assert driver.execute("SELECT 1").fetchone() == (1,)  # and the connection is usable
     with pytest.raises(psycopg.OperationalError, match="closed"):
         pgpipe._pipeline_sync(driver.pgconn)  # closed: no pointer to hand to libpq
+
+
+_MODE = select(literal_column("current_setting('plan_cache_mode')").label("mode"))
+_TENANTS_BY_ID = ListLookup(select(_TENANTS.c.id, _TENANTS.c.slug), _TENANTS.c.id, "ids",
+                            order_by=_TENANTS.c.id)
+
+
+def _mode(db: Database, *, once: bool, fail: bool = False, orm_first: bool = False) -> str:
+    """plan_cache_mode as a pipeline of a transaction (marked `plan_once` or not) sees it."""
+    with db.transaction() as session:
+        if orm_first:  # the transaction is open before the pipeline
+            session.execute(select(_TENANTS.c.id))
+        if once:
+            plan_once(session)
+        pipeline = Pipeline(session)
+        seen = pipeline.read(_MODE, {})
+        pipeline.flush()
+        if fail:
+            raise Boom
+        return seen.rows[0].mode  # type: ignore[no-any-return]
+
+
+def test_plan_once_holds_for_its_transaction_and_no_other(pg):
+    assert _mode(pg, once=False) == "auto"
+    assert _mode(pg, once=True) == "force_generic_plan"
+    assert _mode(pg, once=False) == "auto"  # the same connection (the pool holds one)
+    with pytest.raises(Boom):
+        _mode(pg, once=True, fail=True)
+    assert _mode(pg, once=False) == "auto"
+    # sent with the BEGIN only: a transaction already open is left as it is
+    assert _mode(pg, once=True, orm_first=True) == "auto"
+    with pg.transaction() as session:
+        assert session.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
+
+
+def _plans(db: Database, *, once: bool, times: int) -> tuple[int, int]:
+    """(generic, custom) plans the server made for the list lookup, run `times` times."""
+    tenant = _read_tenant(db)
+    for _ in range(times):
+        with db.transaction() as session:
+            if once:
+                plan_once(session)
+            pipeline = Pipeline(session)
+            found = _TENANTS_BY_ID.queue(pipeline, {"ids": [tenant, tenant + 1000]})
+            pipeline.flush()
+            assert [row.id for row in found.rows] == [tenant]
+    with db.transaction() as session:
+        generic, custom = session.execute(text(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE name LIKE '\\_tk%' AND statement LIKE '%unnest%'")).one()
+        return generic, custom
+
+
+@pytest.mark.parametrize("once", [True, False])
+def test_a_list_lookup_is_planned_once_in_a_plan_once_transaction(pg, once):
+    """Without it the server plans the statement anew for at least its first five runs
+    (then, for this one, as long as a plan for the values at hand looks cheaper)."""
+    generic, custom = _plans(pg, once=once, times=8)
+    if once:
+        assert (generic, custom) == (8, 0)
+    else:
+        assert custom >= 5 and generic + custom == 8

@@ -115,16 +115,17 @@ def test_a_batch_goes_to_the_database_in_two_round_trips(client, db, db_url):
         with db.transaction() as session:
             return apply_batch(session, batch)
 
-    assert len(_few_round_trips(db, db_url, apply, 2)) == 3
+    assert len(_few_round_trips(db, db_url, apply, 2, plan_once=True)) == 3
     assert violations(db) == []
 
 
-def _few_round_trips(db, db_url: str, work, round_trips: int):
+def _few_round_trips(db, db_url: str, work, round_trips: int, *, plan_once: bool = False):
     """`work()`'s result, once its statements are checked: secrets; orders, recorded
     transactions, items, entitlements; tickets, events, transactions, notifications,
     products. On PostgreSQL those go in `round_trips` round trips, BEGIN with the first
     and COMMIT with the last, which checks the row counts of its two UPDATEs itself
-    (`WITH changed AS (UPDATE …) SELECT ticketing_expect_rows(…)`)."""
+    (`WITH changed AS (UPDATE …) SELECT ticketing_expect_rows(…)`); with `plan_once`
+    (`kit.sql.plan_once`, a batch's transaction), the BEGIN has its SET LOCAL with it."""
     seen: list[str] = []
 
     def statement(_conn, _cursor, sql, *_args) -> None:
@@ -144,8 +145,8 @@ def _few_round_trips(db, db_url: str, work, round_trips: int):
     if kinds is None:
         assert statements == ["SELECT"] * 5 + ["UPDATE"] + ["INSERT"] * 4 + ["UPDATE"], seen
     else:
-        assert statements == (["SELECT"] * 5 + ["WITH"] + ["INSERT"] * 4 + ["WITH"]
-                              + ["COMMIT"]), seen
+        assert statements == (["SET"] * plan_once + ["SELECT"] * 5 + ["WITH"] + ["INSERT"] * 4
+                              + ["WITH"] + ["COMMIT"]), seen
     if kinds is not None:
         assert exchanges(kinds) == round_trips, " ".join(kinds)
         assert kinds.count("Query") == 0, " ".join(kinds)  # BEGIN and COMMIT are pipelined

@@ -142,10 +142,12 @@ def _begin_command(driver: psycopg.Connection[Any]) -> bytes:
 
 
 def send(driver: psycopg.Connection[Any], statements: Sequence[Statement], *,
-         commit: bool = False) -> None:
+         commit: bool = False, begin_with: Sequence[bytes] = ()) -> None:
     """Run `statements` in order, every parameter set of each, in one round trip, in the
     connection's transaction (begun first if none is open); fill in their rows and row
-    counts. With `commit`, a COMMIT follows them in the same round trip.
+    counts. With `commit`, a COMMIT follows them in the same round trip. `begin_with`:
+    commands without parameters (a `SET LOCAL`) sent right after the BEGIN, if this
+    send begins the transaction; nothing if it is open already.
 
     The first statement to fail raises its `psycopg.errors` error, with the index of its
     statement in `statements` as its `statement_index` attribute; none after it has run
@@ -180,6 +182,9 @@ def send(driver: psycopg.Connection[Any], statements: Sequence[Statement], *,
             if not driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
                 pgconn.send_query_params(_begin_command(driver), None)
                 expected.append(None)
+                for command in begin_with:
+                    pgconn.send_query_params(command, None)
+                    expected.append(None)
             for statement, sql, types, values, formats in commands:
                 name = state.names.get((sql, types))
                 if name is None and CAN_CLOSE and len(state.names) < MAX_PREPARED:

@@ -78,10 +78,10 @@ class ListLookup:
         SELECT found.* FROM unnest(:name) AS k(value)
         CROSS JOIN LATERAL (<base> AND column = k.value OFFSET 0) AS found
 
-    One statement text whatever the list's length, so psycopg prepares it and the
-    server plans it once (an `IN (...)` list is a new text, parsed and planned anew,
-    for every length). And the plan is one index probe per element whatever the
-    table's statistics say: `OFFSET 0` keeps the planner from folding the lookup
+    One statement text whatever the list's length, so it is prepared once (an `IN
+    (...)` list is a new text, parsed and planned anew, for every length), and in a
+    `plan_once` transaction planned once as well. And the plan is one index probe
+    per element whatever the table's statistics say: `OFFSET 0` keeps the planner from folding the lookup
     into a join, which it would plan from estimates. When a table has just grown
     fast (a sale opening on a new tenant) and autovacuum has not analysed it yet,
     the planner believes a tenant owns a dozen rows and reads all of its rows
@@ -230,7 +230,8 @@ class Pipeline:
                                      f"{expect} of {len(params)})")
         conn = self.session.connection()
         if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-            _pipelined(conn, queued, commit=commit)
+            _pipelined(conn, queued, commit=commit,
+                       begin_with=(PLAN_ONCE,) if self.session.info.get(_PLAN_ONCE) else ())
             if commit:
                 self.session.info[_COMMITTED] = True
         elif conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite":
@@ -255,6 +256,23 @@ class RowCountError(RuntimeError):
 
 
 _COMMITTED = "ticketing_committed_by_pipeline"
+_PLAN_ONCE = "ticketing_plan_once"
+# PostgreSQL plans a prepared statement anew at each execution for as long as its
+# plan for the values at hand looks cheaper than one plan for any values; a lookup
+# joined to an array of keys always does (its generic plan counts on ten keys).
+PLAN_ONCE = b"SET LOCAL plan_cache_mode = force_generic_plan"
+
+
+def plan_once(session: Session) -> None:
+    """Every statement of this transaction finds its rows by key (a primary or unique
+    key, a list of them, an order's or a tenant's rows through an index of that key):
+    on PostgreSQL its pipelines run each prepared statement on the one plan made for
+    any values, instead of planning it again for each execution (`PLAN_ONCE`, sent
+    with the BEGIN of the first pipeline, when a pipeline begins the transaction: it
+    ends with the transaction, committed or not, and reaches no other). Not for a
+    transaction with a lookup whose plan depends on the value, such as a partial
+    index's predicate compared with a parameter (`status = 'PENDING'`)."""
+    session.info[_PLAN_ONCE] = True
 ROW_COUNT_SQLSTATE = "TK001"  # raised by ticketing_expect_rows (migration 0006)
 
 
@@ -479,13 +497,19 @@ def _checked(stmt: Any, plan: _Compiled) -> _Compiled:
 
 
 def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | None, Queued]],
-               *, commit: bool = False) -> None:
+               *, commit: bool = False, begin_with: tuple[bytes, ...] = ()) -> None:
     """The statements in one write and one read (`kit.pgpipe`): one round trip; with
-    `commit`, the COMMIT too, each write's row count checked by the database first."""
+    `commit`, the COMMIT too, each write's row count checked by the database first;
+    `begin_with` after the BEGIN, if this pipeline begins the transaction."""
     driver = conn.connection.driver_connection
     events = _listened(conn)
     sent = []
     try:
+        if begin_with and events and (
+                driver.pgconn.transaction_status == pgpipe.pq.TransactionStatus.IDLE):
+            for command in begin_with:  # statements sent, as the COMMIT is
+                conn.dispatch.before_cursor_execute(conn, None, command.decode(), {}, None,
+                                                    False)
         for stmt, params, expect, _done in queued:
             keys = tuple(params[0])
             plan = _compiled(stmt, conn.dialect, keys)
@@ -509,7 +533,8 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
             sent.append((pgpipe.Statement(plan.numbered, values), plan, form))
         if commit and events:  # the COMMIT too is a statement sent
             conn.dispatch.before_cursor_execute(conn, None, "COMMIT", {}, None, False)
-        pgpipe.send(driver, [statement for statement, _plan, _form in sent], commit=commit)
+        pgpipe.send(driver, [statement for statement, _plan, _form in sent], commit=commit,
+                    begin_with=begin_with)
     except Exception as exc:
         if driver.broken:  # the connection is gone: the pool must not hand it out again
             conn.invalidate(exc)

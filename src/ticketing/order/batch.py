@@ -30,7 +30,7 @@ from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.clock import utcnow
 from ticketing.kit.errors import TicketingError
 from ticketing.order import service
-from ticketing.kit.sql import Pipeline
+from ticketing.kit.sql import Pipeline, plan_once
 from ticketing.tenant.repository import products_in, users_by_token_hashes_in
 from ticketing.tenant.service import authenticate, find_tenant, hash_token
 
@@ -91,6 +91,7 @@ def place_batch(session: Session, batch: list[Entry[OrderRequest]],
         if tenant is not None and entry.value.token and not entry.value.idempotency_key:
             by_tenant.setdefault(tenant.id, []).append((index, entry.value))
     now = utcnow()
+    plan_once(session)  # callers and products by key, rows written by key
     pipeline = Pipeline(session)  # every tenant's callers and products: one round trip
     lookups = {tenant_id: (
         users_by_token_hashes_in(pipeline, tenant_id,

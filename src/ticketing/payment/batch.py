@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ticketing.db import Database
 from ticketing.kit.batching import Entry, GroupCommit
 from ticketing.kit.errors import Invalid
-from ticketing.kit.sql import Pipeline
+from ticketing.kit.sql import Pipeline, plan_once
 from ticketing.notification.service import kept_headers
 from ticketing.payment import flows
 from ticketing.payment.gateways import mock
@@ -96,6 +96,7 @@ def apply_batch(session: Session, batch: list[Entry[MockNotification]]) -> dict[
     """Apply what can be applied together, ending the caller's transaction if any is;
     their answers by position in `batch` (valid once the transaction commits)."""
     # two round trips: BEGIN with the secrets, locks and lookups; the writes with COMMIT
+    plan_once(session)  # orders, items, payments and secrets by key
     pipeline = Pipeline(session)
     candidates = _candidates(session, batch)
     secrets = flows.queue_mock_secrets(pipeline, {s.tenant_id for s in candidates})
