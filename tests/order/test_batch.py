@@ -102,8 +102,8 @@ def test_a_burst_for_more_than_the_stock_sells_exactly_the_stock(burst_url, live
 
 
 def test_an_order_alone_takes_three_round_trips_and_answers_as_before(client, db, db_url):
-    """Alone, the common case is placed as a batch of one: on PostgreSQL BEGIN, the
-    caller and the products in one exchange, the order, its items and stock with the
+    """Alone, the common case is placed as a batch of one: on PostgreSQL BEGIN (with its
+    SET LOCAL of plan_once), the caller and the products in one exchange, the order, its items and stock with the
     COMMIT. What that path cannot place is answered by the full path, errors as before
     (a product short of units among them: its compare-and-set is checked by the
     database before the COMMIT that goes with it)."""
@@ -120,7 +120,11 @@ def test_an_order_alone_takes_three_round_trips_and_answers_as_before(client, db
             view = place_alone(db, 900, req)
         kinds = since_last_begin(sent)
         assert exchanges(kinds) == 3 and kinds.count("Query") == 0, " ".join(kinds)
-        assert '"COMMIT"' in [m for m in sent if m.startswith("Parse")][-1]
+        parsed = [m for m in sent if m.startswith("Parse")]
+        assert '"COMMIT"' in parsed[-1]
+        # its lookups planned once (kit.sql.plan_once): the SET goes right after the BEGIN
+        begin = max(i for i, m in enumerate(parsed) if '"BEGIN"' in m)
+        assert "SET LOCAL plan_cache_mode = force_generic_plan" in parsed[begin + 1]
     assert (view["status"], view["total_amount"], len(view["items"])) == (
         "PENDING", 2 * client.get("/admin/tenants/default/products/101",
                                   headers=OPERATOR).json()["price"], 1)
