@@ -103,10 +103,10 @@ def test_a_burst_for_more_than_the_stock_sells_exactly_the_stock(burst_url, live
 
 def test_an_order_alone_takes_three_round_trips_and_answers_as_before(client, db, db_url):
     """Alone, the common case is placed as a batch of one: on PostgreSQL BEGIN (with its
-    SET LOCAL of plan_once), the caller and the products in one exchange, the order, its items and stock with the
-    COMMIT. What that path cannot place is answered by the full path, errors as before
-    (a product short of units among them: its compare-and-set is checked by the
-    database before the COMMIT that goes with it)."""
+    SET LOCAL of plan_once), the caller and the products in one exchange, the order, its
+    items and stock with the COMMIT. What that path cannot place is answered by the full
+    path, errors as before (a product short of units among them: its compare-and-set is
+    checked by the database before the COMMIT that goes with it)."""
     from ticketing.order.batch import OrderRequest, place_alone
     from tests.wire import client_messages, exchanges, since_last_begin
 

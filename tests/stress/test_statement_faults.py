@@ -26,12 +26,12 @@ from tests.factories import CUSTOMER, OPERATOR, notify, place_order, product, tx
 from ticketing.db import Database
 
 STATEMENTS = {"sqlite": 12, "postgresql": 12}
+ITEMS = [(101, 2), (102, 1)]
 
 
 @pytest.fixture
 def settings(db_url, tmp_path):
     return make_settings(db_url, tmp_path, batch_max=1)
-ITEMS = [(101, 2), (102, 1)]
 
 
 class StatementFault:

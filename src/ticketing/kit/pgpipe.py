@@ -141,6 +141,12 @@ def _begin_command(driver: psycopg.Connection[Any]) -> bytes:
     return b" ".join(parts)
 
 
+def begins_transaction(driver: psycopg.Connection[Any]) -> bool:
+    """Whether a `send` now begins the connection's transaction (sending its BEGIN, and
+    `begin_with` after it): none is open, and the connection is not in autocommit."""
+    return not driver.autocommit and driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
 def send(driver: psycopg.Connection[Any], statements: Sequence[Statement], *,
          commit: bool = False, begin_with: Sequence[bytes] = ()) -> None:
     """Run `statements` in order, every parameter set of each, in one round trip, in the
@@ -179,7 +185,7 @@ def send(driver: psycopg.Connection[Any], statements: Sequence[Statement], *,
             for name in state.stale:
                 pgconn.send_close_prepared(name)
                 expected.append(("closed", name))
-            if not driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            if begins_transaction(driver):
                 pgconn.send_query_params(_begin_command(driver), None)
                 expected.append(None)
                 for command in begin_with:

@@ -78,21 +78,20 @@ class ListLookup:
         SELECT found.* FROM unnest(:name) AS k(value)
         CROSS JOIN LATERAL (<base> AND column = k.value OFFSET 0) AS found
 
-    One statement text whatever the list's length, so it is prepared once (an `IN
-    (...)` list is a new text, parsed and planned anew, for every length), and in a
-    `plan_once` transaction planned once as well. And the plan is one index probe
-    per element whatever the table's statistics say: `OFFSET 0` keeps the planner from folding the lookup
-    into a join, which it would plan from estimates. When a table has just grown
-    fast (a sale opening on a new tenant) and autovacuum has not analysed it yet,
-    the planner believes a tenant owns a dozen rows and reads all of its rows
-    instead (measured: 10-20 ms per lookup at 25k rows, growing with the table,
-    against 0.1 ms). A lookup that locks (`base` FOR UPDATE) locks its rows in
-    the array's order. SQLite has no arrays and gets an expanding IN, which costs
-    it nothing: it runs in-process. But its planner has no statistics either, and
-    from about 16 elements on it may prefer an index that leads with a column `base`
-    binds by equality (a tenant's every row) to probing `column`'s index once per
-    element: `sqlite_base`, when given, is `base` with such a column made no index
-    key (`no_index_key`).
+    One statement text whatever the list's length, so it is prepared once (an `IN (...)`
+    list is a new text, parsed and planned anew, for every length), and in a `plan_once`
+    transaction planned once as well. And the plan is one index probe per element
+    whatever the table's statistics say: `OFFSET 0` keeps the planner from folding the
+    lookup into a join, which it would plan from estimates. When a table has just grown
+    fast (a sale opening on a new tenant) and autovacuum has not analysed it yet, the
+    planner believes a tenant owns a dozen rows and reads all of its rows instead
+    (measured: 10-20 ms per lookup at 25k rows, growing with the table, against 0.1 ms).
+    A lookup that locks (`base` FOR UPDATE) locks its rows in the array's order. SQLite
+    has no arrays and gets an expanding IN, which costs it nothing: it runs in-process.
+    But its planner has no statistics either, and from about 16 elements on it may
+    prefer an index that leads with a column `base` binds by equality (a tenant's every
+    row) to probing `column`'s index once per element: `sqlite_base`, when given, is
+    `base` with such a column made no index key (`no_index_key`).
     """
 
     def __init__(self, base: Select[Any], column: Any, name: str, *,
@@ -256,6 +255,20 @@ class RowCountError(RuntimeError):
 
 
 _COMMITTED = "ticketing_committed_by_pipeline"
+ROW_COUNT_SQLSTATE = "TK001"  # raised by ticketing_expect_rows (migration 0006)
+
+
+def check_ended(session: Session) -> None:
+    """Raise if the session's transaction was committed by a pipeline (`Pipeline.flush`
+    with `commit`) and a statement ran after it: that statement began a transaction of
+    its own, which the caller, rolling back on this error, undoes."""
+    if not session.info.pop(_COMMITTED, False):
+        return
+    driver = session.connection().connection.driver_connection
+    if driver.pgconn.transaction_status != pgpipe.pq.TransactionStatus.IDLE:
+        raise RuntimeError("a statement ran after its transaction's committing flush")
+
+
 _PLAN_ONCE = "ticketing_plan_once"
 # PostgreSQL plans a prepared statement anew at each execution for as long as its
 # plan for the values at hand looks cheaper than one plan for any values; a lookup
@@ -273,18 +286,6 @@ def plan_once(session: Session) -> None:
     transaction with a lookup whose plan depends on the value, such as a partial
     index's predicate compared with a parameter (`status = 'PENDING'`)."""
     session.info[_PLAN_ONCE] = True
-ROW_COUNT_SQLSTATE = "TK001"  # raised by ticketing_expect_rows (migration 0006)
-
-
-def check_ended(session: Session) -> None:
-    """Raise if the session's transaction was committed by a pipeline (`Pipeline.flush`
-    with `commit`) and a statement ran after it: that statement began a transaction of
-    its own, which the caller, rolling back on this error, undoes."""
-    if not session.info.pop(_COMMITTED, False):
-        return
-    driver = session.connection().connection.driver_connection
-    if driver.pgconn.transaction_status != pgpipe.pq.TransactionStatus.IDLE:
-        raise RuntimeError("a statement ran after its transaction's committing flush")
 
 
 def execute_many(conn: Any, stmt: Any, params: list[dict[str, Any]]) -> int:
@@ -505,8 +506,7 @@ def _pipelined(conn: Any, queued: list[tuple[Any, list[dict[str, Any]], int | No
     events = _listened(conn)
     sent = []
     try:
-        if begin_with and events and (
-                driver.pgconn.transaction_status == pgpipe.pq.TransactionStatus.IDLE):
+        if begin_with and events and pgpipe.begins_transaction(driver):
             for command in begin_with:  # statements sent, as the COMMIT is
                 conn.dispatch.before_cursor_execute(conn, None, command.decode(), {}, None,
                                                     False)
